@@ -1,0 +1,403 @@
+"""The ``hpclaunch`` command: parse, call :mod:`hpclaunch.api`, print.
+
+Nothing here decides anything; errors the user can fix are printed as one line
+(``--debug`` shows the traceback). Heavy modules are imported inside commands so
+that reading the registry stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from hpclaunch.errors import UserError
+
+EPILOG_SUBMIT = """\b
+Examples:
+  hpclaunch submit Qwen3-VL-2B --preset dp4-throughput
+  hpclaunch submit Qwen/Qwen3-8B --preset tp2-balanced --name q8 --cluster mycluster
+  hpclaunch submit Qwen3-0.6B --preset single-gpu --simulate       # stand-in, no GPU
+  hpclaunch submit Qwen3-0.6B --preset single-gpu --set max-num-seqs=64 --dry-run
+"""
+
+
+def _human_age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False)).rstrip()
+             for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+def _state_label(rec: Any) -> str:
+    return f"{rec.state} (simulated)" if rec.simulated else rec.state
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, envvar="HPCLAUNCH_DEBUG",
+              help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="hpclaunch")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Launch vLLM servers on Slurm, PBS or this machine, and use them by name.
+
+    \b
+      hpclaunch submit Qwen3-VL-2B --preset dp4-throughput --name qwen-vl
+      hpclaunch wait qwen-vl
+      hpclaunch endpoints
+      vf-eval my-env -m qwen-vl
+
+    Files: registry in $XDG_STATE_HOME/hpclaunch, presets and clusters.yaml in
+    $XDG_CONFIG_HOME/hpclaunch ($HPCLAUNCH_HOME moves both).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@cli.command(epilog=EPILOG_SUBMIT)
+@click.argument("model")
+@click.option("--preset", "-p", required=True, help="Preset name (hpclaunch presets lists them).")
+@click.option("--name", "-n", help="Endpoint name (default: derived from the model).")
+@click.option("--cluster", "-c", help="Cluster profile from clusters.yaml (default: its default).")
+@click.option("--scheduler", type=click.Choice(["local", "slurm", "pbs"]),
+              help="Override the profile's scheduler.")
+@click.option("--pbs-dialect", type=click.Choice(["pbspro", "torque"]),
+              help="With --scheduler pbs: which PBS.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a preset value: dp/tp/pp, a resource (time-limit, partition, ...) "
+                   "or any vLLM flag (max-num-seqs=256). Repeatable.")
+@click.option("--vllm-args", default="", metavar='"ARGS"', help="Extra vLLM flags, verbatim.")
+@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE",
+              help="Environment variable for the job. Repeatable.")
+@click.option("--gpus-per-node", type=int, help="GPUs per node, if the profile does not say.")
+@click.option("--simulate/--no-simulate", default=None,
+              help="Run hpclaunch's vLLM stand-in instead of vLLM (no GPU; for demos and tests).")
+@click.option("--dry-run", is_flag=True, help="Print the job script; submit nothing.")
+@click.option("--wait", "wait_ready", is_flag=True, help="Wait until READY after submitting.")
+@click.option("--timeout", default=1800.0, show_default=True, help="Seconds for --wait.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new endpoint as JSON.")
+def submit(model: str, preset: str, name: str | None, cluster: str | None,
+           scheduler: str | None, pbs_dialect: str | None, sets: tuple[str, ...],
+           vllm_args: str, envs: tuple[str, ...], gpus_per_node: int | None,
+           simulate: bool | None, dry_run: bool, wait_ready: bool, timeout: float,
+           as_json: bool) -> None:
+    """Render a vLLM job for MODEL with a preset and submit it.
+
+    MODEL is a catalog alias (Qwen3-VL-2B), a Hugging Face id (Qwen/Qwen3-8B) or a
+    local path. Every value is checked before anything is queued.
+    """
+    from hpclaunch import api
+    from hpclaunch.plan import parse_assignments
+
+    overrides = parse_assignments(list(sets))
+    env = _raw_assignments(list(envs), "--env")
+    result = api.submit(model, preset=preset, cluster=cluster, name=name, overrides=overrides,
+                        scheduler=scheduler, pbs_dialect=pbs_dialect,
+                        vllm_args=vllm_args, env=env, simulate=simulate,
+                        gpus_per_node=gpus_per_node, dry_run=dry_run)
+    for warning in result.warnings:
+        click.echo(warning, err=True)
+    if dry_run:
+        click.echo(result.script, nl=False)
+        return
+    rec = result.record
+    assert rec is not None
+    if as_json and not wait_ready:
+        click.echo(json.dumps(rec.public(), indent=2))
+        return
+    sim = " (simulated: hpclaunch stand-in, no GPU)" if rec.simulated else ""
+    click.echo(f"submitted {rec.name}: job {rec.job_id} on {rec.cluster} "
+               f"({rec.scheduler}){sim}", err=as_json)
+    click.echo(f"  next: hpclaunch wait {rec.name}", err=as_json)
+    if wait_ready:
+        _wait_and_report(rec.name, timeout, as_json)
+
+
+def _raw_assignments(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{what} takes KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def _wait_and_report(name: str, timeout: float, as_json: bool, quiet: bool = False) -> None:
+    from hpclaunch import api
+
+    last = {"line": ""}
+    tty = sys.stderr.isatty()
+
+    def progress(rec: Any, elapsed: float) -> None:
+        if quiet:
+            return
+        line = f"{rec.name}: {rec.state} {_human_age(elapsed)}"
+        if rec.reason:
+            line += f" - {rec.reason}"
+        if line.split(" ", 2)[1:2] == last["line"].split(" ", 2)[1:2] and not tty and \
+                rec.reason and last["line"].endswith(rec.reason):
+            return
+        if tty:
+            click.echo("\r\033[K" + line[:150], nl=False, err=True)
+        else:
+            click.echo(line, err=True)
+        last["line"] = line
+
+    rec = api.wait(name, timeout=timeout, on_progress=progress)
+    if tty and not quiet:
+        click.echo("", err=True)
+    if as_json:
+        click.echo(json.dumps(rec.public(), indent=2))
+    elif rec.state == "READY":
+        click.echo(f"{rec.name} is READY at {rec.url} (model {rec.served_model_name!r})")
+    if rec.state != "READY":
+        raise UserError(f"{rec.name} is {rec.state}: {rec.reason}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--timeout", default=1800.0, show_default=True,
+              help="Give up (exit 1) after this many seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the endpoint as JSON when done.")
+def wait(name: str, timeout: float, quiet: bool, as_json: bool) -> None:
+    """Wait until endpoint NAME is READY; exit 1 if it fails or the timeout passes.
+
+    \b
+    Example:
+      hpclaunch wait qwen-vl --timeout 3600 && vf-eval my-env -m qwen-vl
+    """
+    _wait_and_report(name, timeout, as_json, quiet)
+
+
+@cli.command()
+@click.option("--all", "-a", "show_all", is_flag=True, help="Include ENDED and FAILED endpoints.")
+@click.option("--cached", is_flag=True, help="Show stored states; ask no scheduler.")
+@click.option("--json", "as_json", is_flag=True, help="JSON list (no API keys).")
+def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
+    """List endpoints: NAME MODEL STATE URL JOB NODE AGE.
+
+    Live entries are refreshed with one scheduler call per cluster.
+    """
+    from hpclaunch.registry import Registry
+
+    registry = Registry()
+    if cached:
+        records = list(registry.load().values())
+    else:
+        from hpclaunch import api
+
+        records = api.refresh(registry=registry)
+    if not show_all:
+        records = [r for r in records if not r.final]
+    records.sort(key=lambda r: r.created)
+    if as_json:
+        click.echo(json.dumps([r.public() for r in records], indent=2))
+        return
+    if not records:
+        click.echo("no endpoints" + ("" if show_all else " (--all shows ended ones)"))
+        return
+    now = time.time()
+    rows = [[r.name, r.served_model_name if r.served_model_name == r.model_id else
+             f"{r.model_id}", _state_label(r), r.url or "-", r.job_id, r.host or "-",
+             _human_age(now - r.created)] for r in records]
+    click.echo(_table(rows, ["NAME", "MODEL", "STATE", "URL", "JOB", "NODE", "AGE"]))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="JSON object (no API key).")
+def status(name: str, as_json: bool) -> None:
+    """State, job, node, port, log path and the last stats line of NAME."""
+    from hpclaunch import api
+
+    observations: dict[str, Any] = {}
+    rec = api.refresh([name], observations=observations)[0]
+    obs = observations.get(name)
+    report = getattr(obs, "report", None)
+    stats_line = _stats_summary(report)
+    if as_json:
+        data = rec.public()
+        data["last_stats"] = stats_line
+        click.echo(json.dumps(data, indent=2))
+        return
+    fields = [
+        ("name", rec.name), ("state", _state_label(rec)), ("reason", rec.reason or "-"),
+        ("model", rec.model_id), ("served as", rec.served_model_name), ("preset", rec.preset),
+        ("cluster", f"{rec.cluster} ({rec.scheduler})"), ("job", rec.job_id),
+        ("node", rec.host or "-"), ("port", str(rec.port or "-")), ("url", rec.url or "-"),
+        ("log", rec.log_path or "-"), ("last stats", stats_line or "-"),
+    ]
+    for key, value in fields:
+        click.echo(f"{key + ':':<12} {value}")
+
+
+def _stats_summary(report: Any) -> str:
+    if report is None or not getattr(report, "stats", None):
+        return ""
+    parts = []
+    for engine, st in sorted(report.stats.items()):
+        parts.append(f"engine {engine}: prompt {st.prompt_tps:.1f} tok/s, gen {st.gen_tps:.1f} "
+                     f"tok/s, running {st.running}, waiting {st.waiting}, "
+                     f"KV {st.kv_usage_pct:.1f}%")
+    return "; ".join(parts)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@click.option("--lines", "-n", default=50, show_default=True, help="Lines from the end to show.")
+def logs(name: str, follow: bool, lines: int) -> None:
+    """Print the realtime vLLM log of NAME (a tail read, whatever its size)."""
+    from hpclaunch import api
+    from hpclaunch.config import get_cluster
+    from hpclaunch.registry import Registry
+    from hpclaunch.transport import transport_for
+
+    registry = Registry()
+    rec = registry.get(name)
+    if not rec.final:
+        rec = api.refresh([name], registry=registry, probe=False)[0]
+    if not rec.log_path:
+        raise UserError(f"{name} has no log yet ({rec.state}: {rec.reason}); "
+                        f"try again once the job runs")
+    transport = transport_for(get_cluster(rec.cluster))
+    try:
+        st = transport.stat(rec.log_path)
+        if st is None:
+            raise UserError(f"log {rec.log_path} does not exist (yet)")
+        window = max(lines, 1) * 400
+        start = max(0, st.size - window)
+        data = transport.read_range(rec.log_path, start, st.size - start)
+        text = data.decode("utf-8", errors="replace")
+        tail = text.splitlines()[-lines:] if lines > 0 else []
+        for line in tail:
+            click.echo(line)
+        offset = st.size
+        while follow:
+            time.sleep(0.5)
+            st = transport.stat(rec.log_path)
+            if st is None:
+                continue
+            if st.size < offset:  # truncated or rotated: start over
+                offset = 0
+            if st.size > offset:
+                chunk = transport.read_range(rec.log_path, offset, st.size - offset)
+                offset += len(chunk)
+                click.echo(chunk.decode("utf-8", errors="replace"), nl=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        transport.close()
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+def stop(names: tuple[str, ...]) -> None:
+    """Cancel the jobs of NAMES; entries stay as ENDED (endpoints --all shows them)."""
+    from hpclaunch import api
+
+    for name in names:
+        rec = api.stop(name)
+        click.echo(f"{rec.name}: {rec.state} ({rec.reason})")
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+def rm(names: tuple[str, ...]) -> None:
+    """Forget ended endpoints NAMES (their files in the results dir stay)."""
+    from hpclaunch import api
+
+    for name in names:
+        api.remove(name)
+        click.echo(f"removed {name}")
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def presets(ctx: click.Context) -> None:
+    """List presets (built-in and from the config dir); `presets show NAME` for one."""
+    if ctx.invoked_subcommand:
+        return
+    from hpclaunch.presets import load_preset, preset_names
+
+    rows = []
+    for name in preset_names():
+        p = load_preset(name)
+        rows.append([name, f"dp{p.layout['dp']} tp{p.layout['tp']} pp{p.layout['pp']}",
+                     p.description])
+    click.echo(_table(rows, ["PRESET", "LAYOUT", "DESCRIPTION"]))
+
+
+@presets.command("show")
+@click.argument("name")
+def presets_show(name: str) -> None:
+    """Print the preset's YAML and the vLLM flags it renders."""
+    from pathlib import Path
+
+    from hpclaunch.plan import _flag_to_args
+    from hpclaunch.presets import load_preset
+
+    p = load_preset(name)
+    click.echo(f"# {p.source}")
+    click.echo(Path(p.source).read_text().rstrip())
+    flags: list[str] = []
+    for key, flag in (("dp", "data-parallel-size"), ("tp", "tensor-parallel-size"),
+                      ("pp", "pipeline-parallel-size")):
+        if p.layout[key] > 1:
+            flags += [f"--{flag}", str(p.layout[key])]
+    for flag in sorted(p.vllm):
+        flags += _flag_to_args(flag, p.vllm[flag])
+    import shlex
+
+    click.echo(f"\n# vLLM flags: {shlex.join(flags)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors, no traceback unless --debug."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or \
+        os.environ.get("HPCLAUNCH_DEBUG") == "1"
+    try:
+        cli.main(args=argv, prog_name="hpclaunch", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except UserError as exc:
+        if debug:
+            raise
+        for line in str(exc).splitlines() or ["error"]:
+            click.echo(f"hpclaunch: {line}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last line of defence for a CLI
+        if debug:
+            raise
+        click.echo(f"hpclaunch: internal error: {type(exc).__name__}: {exc} "
+                   "(rerun with --debug for a traceback, and please report it)", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

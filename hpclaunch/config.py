@@ -1,0 +1,162 @@
+"""Where hpclaunch keeps its files, and the cluster profiles users configure.
+
+Paths follow the XDG base-directory spec so that a login node's home stays tidy;
+``HPCLAUNCH_HOME`` moves everything (state and config) under one folder, which is
+what tests and throw-away demos want.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hpclaunch.errors import UserError
+
+SCHEDULERS = ("local", "slurm", "pbs")
+PBS_DIALECTS = ("pbspro", "torque")
+
+
+def state_dir() -> Path:
+    """Registry and local results live here (``$XDG_STATE_HOME/hpclaunch``)."""
+    home = os.environ.get("HPCLAUNCH_HOME")
+    if home:
+        return Path(home).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "hpclaunch"
+
+
+def config_dir() -> Path:
+    """User presets and ``clusters.yaml`` live here (``$XDG_CONFIG_HOME/hpclaunch``)."""
+    home = os.environ.get("HPCLAUNCH_HOME")
+    if home:
+        return Path(home).expanduser() / "config"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "hpclaunch"
+
+
+@dataclass(kw_only=True)
+class ClusterProfile:
+    """One place jobs can run: a scheduler, how to reach it, and site quirks.
+
+    Field names are snake_case here and kebab-case or snake_case in YAML.
+    """
+
+    name: str = "local"
+    scheduler: str = "local"
+    pbs_dialect: str = "pbspro"
+    # SSH: "user@host" or "host"; None runs commands on this machine.
+    host: str | None = None
+    port: int = 22
+    user: str | None = None
+    ssh_key: str | None = None
+    known_hosts: str | None = None
+    # Where jobs write logs, endpoint files and keys; must be visible to both the
+    # compute node and the machine hpclaunch runs on (a shared filesystem).
+    results_dir: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    queue: str | None = None
+    time_limit: str = "04:00:00"
+    gpus_per_node: int | None = None
+    gpu_type: str | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    # Slurm sites accept one of "--gres=gpu:N" ("gres") or "--gpus-per-node=N".
+    gpu_directive: str = "gres"
+    filesystems: str | None = None
+    extra_directives: list[str] = field(default_factory=list)
+    skip_directives: list[str] = field(default_factory=list)
+    # Shell lines run before vLLM starts (module load, conda activate). They are
+    # the user's own shell code, so they are the one thing rendered verbatim.
+    setup: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    vllm_command: list[str] = field(default_factory=lambda: ["vllm"])
+    python: str = "python3"
+    bind_host: str = "0.0.0.0"
+    url_host: str | None = None
+    simulate: bool = False
+    vllm_version: str = "0.33.0"
+
+    @classmethod
+    def from_mapping(cls, name: str, data: dict[str, Any], source: str) -> ClusterProfile:
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {"name": name}
+        for key, value in (data or {}).items():
+            attr = str(key).replace("-", "_")
+            if attr not in known or attr == "name":
+                import difflib
+
+                near = difflib.get_close_matches(attr, sorted(known), n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise UserError(f"{source}: cluster {name!r} has unknown key {key!r}{hint}")
+            kwargs[attr] = value
+        profile = cls(**kwargs)
+        if profile.scheduler not in SCHEDULERS:
+            raise UserError(
+                f"{source}: cluster {name!r}: scheduler must be one of {', '.join(SCHEDULERS)}"
+            )
+        if profile.pbs_dialect not in PBS_DIALECTS:
+            raise UserError(
+                f"{source}: cluster {name!r}: pbs-dialect must be one of {', '.join(PBS_DIALECTS)}"
+            )
+        if isinstance(profile.vllm_command, str):
+            import shlex
+
+            profile.vllm_command = shlex.split(profile.vllm_command)
+        if profile.host and "@" in profile.host and not profile.user:
+            profile.user, profile.host = profile.host.split("@", 1)
+        return profile
+
+
+def _builtin_profiles() -> dict[str, ClusterProfile]:
+    """Profiles that exist without any config: this machine, for real or simulated."""
+    return {
+        "local": ClusterProfile(name="local", scheduler="local", bind_host="127.0.0.1",
+                                url_host="127.0.0.1", time_limit=""),
+    }
+
+
+def clusters_file() -> Path:
+    return config_dir() / "clusters.yaml"
+
+
+def load_clusters() -> tuple[dict[str, ClusterProfile], str]:
+    """All profiles (built-in, then the user's file) and the default profile's name."""
+    profiles = _builtin_profiles()
+    default = "local"
+    path = clusters_file()
+    if not path.exists():
+        return profiles, default
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping with a 'clusters:' key")
+    for name, body in (data.get("clusters") or {}).items():
+        if not isinstance(body, dict):
+            raise UserError(f"{path}: cluster {name!r} must be a mapping of settings")
+        profiles[str(name)] = ClusterProfile.from_mapping(str(name), body, str(path))
+    default = str(data.get("default", default))
+    if default not in profiles:
+        raise UserError(f"{path}: default cluster {default!r} is not defined")
+    return profiles, default
+
+
+def get_cluster(name: str | None) -> ClusterProfile:
+    """The named profile, or the default one; unknown names list the known ones."""
+    profiles, default = load_clusters()
+    key = name or default
+    if key not in profiles:
+        raise UserError(
+            f"unknown cluster {key!r}; known: {', '.join(sorted(profiles))} "
+            f"(define it in {clusters_file()})"
+        )
+    return profiles[key]

@@ -1,0 +1,50 @@
+"""This machine as a scheduler: the job script runs as a detached process group.
+
+For a workstation with one or a few GPUs (the RTX 4090/5090 guides). The job id is
+the script's pid, which is also its process group id, so ``stop`` ends vLLM and
+everything it started.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from hpclaunch.schedulers.base import MISSING, RUNNING, JobState, Scheduler
+
+if TYPE_CHECKING:
+    from hpclaunch.transport import Result
+
+# `setsid` makes the script a session and process-group leader; the outer bash
+# exits at once, so the job is nobody's child and leaves no zombie behind.
+_LAUNCH = 'setsid bash "$0" >"$0.out" 2>&1 </dev/null & echo "$!"'
+
+
+class LocalScheduler(Scheduler):
+    name: ClassVar[str] = "local"
+    template: ClassVar[str] = "local.sh.j2"
+    job_id_regexp: ClassVar[str] = r"(?P<job_id>[0-9]+)"
+
+    def submit_argv(self, script_path: str) -> list[str]:
+        return ["bash", "-c", _LAUNCH, script_path]
+
+    def cancel_argv(self, job_id: str) -> list[str]:
+        return ["kill", "-TERM", "--", f"-{job_id}"]
+
+    def cancel_error_is_benign(self, result: Result) -> bool:
+        return "No such process" in result.stderr
+
+    def status_argv(self, job_ids: list[str]) -> list[str]:
+        return ["ps", "-o", "pid=,stat=", "-p", ",".join(job_ids)]
+
+    def parse_status(self, result: Result, job_ids: list[str]) -> dict[str, JobState]:
+        states: dict[str, JobState] = {}
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            if len(parts) < 2 or parts[0] not in job_ids:
+                continue
+            # A zombie has exited; its exit status is in the job's own exit file.
+            if parts[1].startswith("Z"):
+                states[parts[0]] = JobState(MISSING, native_state=parts[1])
+            else:
+                states[parts[0]] = JobState(RUNNING, node="localhost", native_state=parts[1])
+        return states
