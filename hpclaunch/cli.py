@@ -329,6 +329,22 @@ def rm(names: tuple[str, ...]) -> None:
         click.echo(f"removed {name}")
 
 
+@cli.command()
+@click.argument("name")
+@click.argument("message", default="Say hello in five words.")
+@click.option("--max-tokens", default=64, show_default=True)
+def chat(name: str, message: str, max_tokens: int) -> None:
+    """Send one chat MESSAGE to endpoint NAME and print the reply (a smoke test).
+
+    \b
+    Example:
+      hpclaunch chat qwen-vl "What is 2+2?"
+    """
+    from hpclaunch.endpoint import resolve
+
+    click.echo(resolve(name).chat(message, max_tokens=max_tokens))
+
+
 @cli.group(invoke_without_command=True)
 @click.pass_context
 def presets(ctx: click.Context) -> None:

@@ -87,12 +87,13 @@ def read_log(transport: Transport, path: str) -> LogReport:
 
     st = transport.stat(path) if path else None
     if st is None:
-        return parse(LogChunk.from_bytes(b"", b"", 0, None, exists=False))
+        return parse(LogChunk.missing())
     if st.size <= LOG_HEAD_BYTES + LOG_TAIL_BYTES:
-        head, tail = transport.read_range(path, 0, st.size), b""
-    else:
-        head = transport.read_range(path, 0, LOG_HEAD_BYTES)
-        tail = transport.read_range(path, st.size - LOG_TAIL_BYTES, LOG_TAIL_BYTES)
+        data = transport.read_range(path, 0, st.size)
+        return parse(LogChunk.from_bytes(data, b"", len(data), st.mtime))
+    head = transport.read_range(path, 0, LOG_HEAD_BYTES)
+    # One byte early, so that a line starting exactly at the cut is kept whole.
+    tail = transport.read_range(path, st.size - LOG_TAIL_BYTES - 1, LOG_TAIL_BYTES + 1)
     return parse(LogChunk.from_bytes(head, tail, st.size, st.mtime))
 
 

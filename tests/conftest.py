@@ -1,0 +1,129 @@
+"""Shared fixtures: an isolated hpclaunch home per test, and the real CLI.
+
+Tests drive the installed ``hpclaunch`` console script as a subprocess, so what
+is tested is what a user runs (argument parsing, one-line errors, exit codes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, what: str, how: str) -> None:
+    """Skip locally when a service is missing; in CI a missing service is a failure."""
+    if condition:
+        return
+    message = f"{what} is not available; start it with: {how}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def hpclaunch_argv() -> list[str]:
+    script = Path(sys.executable).with_name("hpclaunch")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "hpclaunch.cli"]
+
+
+@dataclass
+class CLIResult:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> object:
+        return json.loads(self.stdout)
+
+
+class HPC:
+    """The hpclaunch CLI bound to one isolated home directory."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("XDG_", "HPCLAUNCH_"))}
+        self.env["HPCLAUNCH_HOME"] = str(home)
+        # The stand-in prints stats lines quickly so tests need not wait 10 s.
+        self.env.setdefault("VLLM_LOG_STATS_INTERVAL", "0.5")
+
+    @property
+    def config_dir(self) -> Path:
+        return self.home / "config"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.home / "registry.json"
+
+    def registry(self) -> dict:
+        return json.loads(self.registry_path.read_text())["endpoints"]
+
+    def __call__(self, *args: str, ok: bool | None = True, timeout: float = 120,
+                 input: str | None = None) -> CLIResult:
+        argv = [*hpclaunch_argv(), *args]
+        proc = subprocess.run(argv, env=self.env, capture_output=True, text=True,
+                              timeout=timeout, input=input, check=False)
+        result = CLIResult(argv, proc.returncode, proc.stdout, proc.stderr)
+        if ok is True:
+            assert proc.returncode == 0, (
+                f"{' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\n"
+                f"stderr:\n{proc.stderr}"
+            )
+        elif ok is False:
+            assert proc.returncode != 0, f"{' '.join(args)} unexpectedly succeeded:\n{proc.stdout}"
+        return result
+
+    def cleanup(self) -> None:
+        """Stop whatever a test left running (local process groups, Slurm jobs)."""
+        if not self.registry_path.exists():
+            return
+        try:
+            records = self.registry()
+        except (ValueError, KeyError):
+            return
+        for rec in records.values():
+            if rec.get("state") in ("ENDED", "FAILED"):
+                continue
+            if rec.get("scheduler") == "local" and str(rec.get("job_id", "")).isdigit():
+                try:
+                    os.killpg(int(rec["job_id"]), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            elif rec.get("scheduler") == "slurm" and shutil.which("scancel"):
+                subprocess.run(["scancel", str(rec["job_id"])], check=False,
+                               capture_output=True)
+            elif rec.get("scheduler") == "pbs" and shutil.which("qdel"):
+                subprocess.run(["qdel", str(rec["job_id"])], check=False, capture_output=True)
+
+
+@pytest.fixture
+def hpc(tmp_path: Path) -> Iterator[HPC]:
+    home = tmp_path / "hpchome"
+    home.mkdir()
+    cli = HPC(home)
+    try:
+        yield cli
+    finally:
+        cli.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process library calls never touch the developer's real registry."""
+    for key in list(os.environ):
+        if key.startswith(("XDG_", "HPCLAUNCH_")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "hpchome"))
