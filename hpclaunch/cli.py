@@ -385,6 +385,25 @@ def presets_show(name: str) -> None:
     click.echo(f"\n# vLLM flags: {shlex.join(flags)}")
 
 
+# Commands of each area live in their own module and register on `cli` when
+# imported; each imports its heavy dependencies inside the command body.
+COMMAND_MODULES = ("cli_plan", "cli_stats", "cli_eval")
+
+
+def _load_command_modules() -> None:
+    import importlib
+
+    for module in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"hpclaunch.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"hpclaunch.{module}":
+                raise
+
+
+_load_command_modules()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one-line errors, no traceback unless --debug."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or \

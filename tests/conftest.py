@@ -6,6 +6,7 @@ is tested is what a user runs (argument parsing, one-line errors, exit codes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -98,10 +99,8 @@ class HPC:
             if rec.get("state") in ("ENDED", "FAILED"):
                 continue
             if rec.get("scheduler") == "local" and str(rec.get("job_id", "")).isdigit():
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(int(rec["job_id"]), signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
             elif rec.get("scheduler") == "slurm" and shutil.which("scancel"):
                 subprocess.run(["scancel", str(rec["job_id"])], check=False,
                                capture_output=True)
