@@ -8,6 +8,7 @@ own setup lines) pass through unchanged. Undefined variables are errors.
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Any
 
@@ -48,6 +49,8 @@ def _environment() -> Any:
     env.filters["raw"] = Raw
     env.filters["shjoin"] = _shjoin
     env.filters["q"] = lambda v: Raw(shlex.quote(str(v)))
+    # Inside a comment a newline would end the comment and start code: JSON-escape.
+    env.filters["comment"] = lambda v: Raw(json.dumps(str(v))[1:-1])
     return env
 
 

@@ -1,0 +1,113 @@
+"""The registry keeps every record through races, crashes and bad files."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import stat
+from pathlib import Path
+
+import pytest
+
+from hpclaunch.errors import UserError
+from hpclaunch.registry import ENDED, READY, Record, Registry, check_name
+
+
+def record(name: str, state: str = "PENDING") -> Record:
+    return Record(name=name, model="m", model_id="org/m", served_model_name=name,
+                  preset="single-gpu", cluster="local", scheduler="local", state=state,
+                  job_id="1", api_key="k" * 32)
+
+
+def _add_many(path: str, prefix: str, count: int) -> None:
+    reg = Registry(Path(path))
+    for i in range(count):
+        reg.add(record(f"{prefix}-{i}"))
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "registry.json"
+    procs = [multiprocessing.Process(target=_add_many, args=(str(path), f"w{n}", 25))
+             for n in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    names = set(Registry(path).load())
+    assert names == {f"w{n}-{i}" for n in range(4) for i in range(25)}
+
+
+def test_file_is_private_versioned_and_replaced_atomically(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "registry.json")
+    reg.add(record("a"))
+    data = json.loads(reg.path.read_text())
+    assert data["schema"] == 1 and set(data["endpoints"]) == {"a"}
+    assert stat.S_IMODE(reg.path.stat().st_mode) == 0o600
+    reg.update("a", state=READY)
+    assert not list(tmp_path.glob(".registry.*")), "temporary files must not be left behind"
+    assert reg.get("a").state == READY
+
+
+def test_corrupt_file_is_reported_and_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "registry.json"
+    path.write_text("{not json")
+    reg = Registry(path)
+    with pytest.raises(UserError, match="corrupt"):
+        reg.load()
+    with pytest.raises(UserError, match="corrupt"):
+        reg.add(record("b"))
+    assert path.read_text() == "{not json"
+
+
+def test_newer_schema_is_not_clobbered(tmp_path: Path) -> None:
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps({"schema": 99, "endpoints": {}}))
+    with pytest.raises(UserError, match="schema version 99"):
+        Registry(path).add(record("c"))
+    assert json.loads(path.read_text())["schema"] == 99
+
+
+def test_live_names_are_unique_but_ended_names_can_be_reused(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "registry.json")
+    reg.add(record("x"))
+    with pytest.raises(UserError, match="already exists"):
+        reg.add(record("x"))
+    reg.update("x", state=ENDED)
+    reg.add(record("x"))
+    assert reg.get("x").state == "PENDING"
+
+
+def test_remove_refuses_live_entries(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "registry.json")
+    reg.add(record("live"))
+    with pytest.raises(UserError, match="stop it first"):
+        reg.remove("live")
+    reg.update("live", state=ENDED)
+    reg.remove("live")
+    assert reg.load() == {}
+
+
+def test_unknown_name_suggests_near_names(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "registry.json")
+    reg.add(record("qwen-vl"))
+    with pytest.raises(UserError, match="did you mean qwen-vl"):
+        reg.get("qwen-v")
+
+
+@pytest.mark.parametrize("name", ["ok", "a.b-c_d", "Q3", "x" * 63])
+def test_valid_names(name: str) -> None:
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "a/b", "a;b", "$(x)", "x" * 64, "ä"])
+def test_invalid_names(name: str) -> None:
+    with pytest.raises(UserError):
+        check_name(name)
+
+
+def test_public_view_hides_the_key() -> None:
+    rec = record("p")
+    rec.host, rec.port = "node1", 8001
+    view = rec.public()
+    assert "api_key" not in view and view["url"] == "http://node1:8001/v1"
