@@ -241,28 +241,55 @@ def wait(
     timeout: float = 1800.0,
     registry: Registry | None = None,
     on_progress: Callable[[Record, float], None] | None = None,
+    poll: float = 0.5,
 ) -> Record:
-    """Poll until READY or a final state; the log is checked every half second,
-    cheaply (stat + bounded reads), and the scheduler less often as time passes."""
+    """Poll until READY or a final state.
+
+    The job's files and log are read every ``poll`` seconds (a stat and bounded
+    reads, so READY is noticed within a second); the scheduler is asked less
+    often, backing off from 1 s to 10 s, so a long wait does not hammer
+    slurmctld. One transport (one SSH connection) serves the whole wait.
+    """
+    from hpclaunch.schedulers import scheduler_for
+    from hpclaunch.status import apply, observe
+    from hpclaunch.transport import transport_for
+
     registry = registry or Registry()
+    rec = registry.get(name)
     start = time.monotonic()
-    delay = 0.25
-    while True:
-        rec = refresh([name], registry=registry)[0]
-        elapsed = time.monotonic() - start
+    if rec.final:
         if on_progress:
-            on_progress(rec, elapsed)
-        if rec.state in (READY, FAILED, ENDED):
-            return rec
-        if elapsed >= timeout:
-            raise UserError(
-                f"{name} is still {rec.state} after {timeout:.0f} s ({rec.reason}); "
-                f"keep waiting with hpclaunch wait {name} --timeout N, or check "
-                f"hpclaunch logs {name}"
-            )
-        time.sleep(min(delay, max(0.0, timeout - elapsed)))
-        # Quick polls while a server is starting, slower while it sits in a queue.
-        delay = 0.5 if rec.state != "PENDING" else min(delay * 2, 5.0)
+            on_progress(rec, 0.0)
+        return rec
+    profile = _profile_of(rec, _profiles())
+    transport = transport_for(profile)
+    try:
+        scheduler = scheduler_for(profile, transport)
+        job: JobState | None = None
+        next_query, query_delay = 0.0, 1.0
+        while True:
+            now = time.monotonic()
+            if job is None or now >= next_query or job.left_queue:
+                job = scheduler.states([rec.job_id])[rec.job_id]
+                next_query, query_delay = now + query_delay, min(query_delay * 2, 10.0)
+            obs = observe(rec, job, transport)
+            changes = apply(rec, obs)
+            if changes:
+                rec = registry.update(name, **changes) or rec
+            elapsed = time.monotonic() - start
+            if on_progress:
+                on_progress(rec, elapsed)
+            if rec.state in (READY, FAILED, ENDED):
+                return rec
+            if elapsed >= timeout:
+                raise UserError(
+                    f"{name} is still {rec.state} after {timeout:.0f} s ({rec.reason}); "
+                    f"keep waiting with hpclaunch wait {name} --timeout N, or check "
+                    f"hpclaunch logs {name}"
+                )
+            time.sleep(min(poll, max(0.0, timeout - elapsed)))
+    finally:
+        transport.close()
 
 
 def stop(name: str, *, registry: Registry | None = None) -> Record:

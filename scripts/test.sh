@@ -10,13 +10,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 
-if [ "$(id -u)" = 0 ] && [ -f scripts/services.sh ]; then
-    bash scripts/services.sh install
-    bash scripts/services.sh start
+if [ "$(id -u)" = 0 ]; then
+    bash scripts/services.sh start   # installs the packages first when missing
 fi
-if [ -f scripts/services.sh ]; then
-    eval "$(bash scripts/services.sh env 2>/dev/null || true)"
-fi
+# Tells the tests where Slurm, qsub and sshd are; with none up, CI tests fail loudly.
+eval "$(bash scripts/services.sh env 2>/dev/null || true)"
 
 .venv/bin/ruff check hpclaunch tests scripts
 .venv/bin/pytest -q "$@"
