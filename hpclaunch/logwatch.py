@@ -367,7 +367,9 @@ _V0_PREFIX_HIT = re.compile(r"^Prefix cache hit rate: GPU: ([\d.]+)%")
 _KV_MEM = re.compile(r"Available KV cache memory: (-?[\d.]+) GiB")
 _KV_TOKENS = re.compile(r"KV cache size: ([\d,]+) tokens")
 _CONCURRENCY = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
-_BLOCKS = re.compile(r"\b(?:GPU|cuda|CUDA|XPU|TPU|HPU|NPU) blocks: ([\d,]+)")
+# "# GPU blocks" (V0, early V1), "# cuda blocks" (0.8 V0), "# cpu blocks" (CPU backend); the
+# capital "# CPU blocks" that follows on the V0 line is swap space, not the cache.
+_BLOCKS = re.compile(r"\b(?:GPU|cuda|CUDA|cpu|XPU|xpu|TPU|HPU|hpu|NPU) blocks: ([\d,]+)")
 _MODEL_LOAD = re.compile(
     r"(?:Model loading|Loading model weights) took ([\d.]+) (GiB|GB)(?: memory)?"
     r"(?: and ([\d.]+) seconds)?"
@@ -511,6 +513,8 @@ def _kv_too_small(m: re.Match[str], _level: str | None) -> tuple[str, str] | Non
         reason += f": {need[1]} GiB needed, {avail[1]} GiB available"
     elif v0:
         reason += f": it holds only {v0[1]} tokens"
+    if est:
+        reason += f"; the estimated maximum model length is {est[1]}"
     limit = est[1] if est else v0[1] if v0 else None
     if limit is None:
         return (
@@ -518,7 +522,7 @@ def _kv_too_small(m: re.Match[str], _level: str | None) -> tuple[str, str] | Non
             "lower --max-model-len, raise --gpu-memory-utilization or use tensor parallelism",
         )
     return (
-        f"{reason}; the estimated maximum model length is {limit}",
+        reason,
         f"set --max-model-len ≤ {limit}, or raise --gpu-memory-utilization / use tensor "
         "parallelism",
     )
@@ -936,48 +940,49 @@ class _Parser:
     def startup_fact(self, msg: str) -> bool:
         """Record a startup fact; True if the message was one."""
         f = self.facts
-        hit = False
         if "KV cache" in msg or "Maximum concurrency" in msg or "blocks: " in msg:
+            # 0.33 prints tokens and concurrency on one line, older versions on two.
+            hit = False
             if m := _KV_MEM.search(msg):
                 f.kv_cache_gib.append(float(m[1]))
                 hit = True
             if m := _KV_TOKENS.search(msg):
                 f.kv_cache_tokens.append(_inum(m[1]))
                 hit = True
-            if m := _CONCURRENCY.search(msg):
-                f.for_tokens = f.for_tokens or _inum(m[1])
-                f.max_concurrency.append(float(m[2]))
-                hit = True
             if m := _BLOCKS.search(msg):
                 f.gpu_blocks.append(_inum(m[1]))
                 hit = True
-        elif "took " in msg:
-            if m := _MODEL_LOAD.search(msg):  # V0 printed GiB values labelled "GB"
+            if m := _CONCURRENCY.search(msg):
+                f.max_concurrency.append(float(m[2]))
+                f.for_tokens = f.for_tokens or _inum(m[1])
+                hit = True
+            if hit:
+                return True
+        if "took " in msg:
+            if m := _MODEL_LOAD.search(msg):  # (V0 printed GiB values labelled "GB")
                 if f.model_load_gib is None:
                     f.model_load_gib = float(m[1])
                     f.model_load_seconds = float(m[3]) if m[3] else None
-                hit = True
-            elif m := _GRAPH.search(msg):
+                return True
+            if m := _GRAPH.search(msg):
                 if f.graph_capture_seconds is None:
                     f.graph_capture_seconds, f.graph_capture_gib = float(m[1]), float(m[2])
-                hit = True
-            elif m := _INIT_ENGINE.search(msg):
+                return True
+            if m := _INIT_ENGINE.search(msg):
                 f.init_engine_seconds = f.init_engine_seconds or float(m[1])
-                hit = True
-        elif m := _LISTEN.search(msg):
+                return True
+        if m := _LISTEN.search(msg):
             # Prefer vLLM's own "Starting vLLM ... on URL" to uvicorn's line.
             if self.listen_url is None or not msg.startswith("Uvicorn"):
                 self.listen_url = m[1].rstrip(".,")
-            hit = True
-        elif "api_server_count more than 1" in msg:
+            return True
+        if "api_server_count more than 1" in msg:
             f.stats_disabled = True
-            hit = True
-        elif "[hpclaunch_standin] SIMULATED" in msg:
+            return True
+        if "[hpclaunch_standin] SIMULATED" in msg:
             f.simulated = True
-            hit = True
-        else:
-            hit = self.identity(msg)
-        return hit
+            return True
+        return self.identity(msg)
 
     def identity(self, msg: str) -> bool:
         """vLLM version and served model name, from whichever line this version prints."""
@@ -988,7 +993,7 @@ class _Parser:
         elif m := _ENGINE_CFG.search(msg):
             self.version = self.version or m[1]
             self.names.setdefault(3, m[2])
-            if s := _SERVED_CFG.search(msg):
+            if (s := _SERVED_CFG.search(msg)) and s[1] != "None":
                 self.names.setdefault(1, s[1])
         elif m := _LOGO.search(msg):
             if m[1] == "version":
