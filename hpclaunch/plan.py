@@ -151,7 +151,7 @@ def build(
     from hpclaunch.registry import check_name
 
     model_id = resolve_model_id(model)
-    endpoint = check_name(name or _default_name(model_id))
+    endpoint = check_name(_default_name(model_id) if name is None else name)
     layout = dict(preset.layout)
     flags = dict(preset.vllm)
     resources = {k.replace("_", "-"): v for k, v in preset.resources.items()}
