@@ -387,7 +387,7 @@ def presets_show(name: str) -> None:
 
 # Commands of each area live in their own module and register on `cli` when
 # imported; each imports its heavy dependencies inside the command body.
-COMMAND_MODULES = ("cli_plan", "cli_stats", "cli_eval")
+COMMAND_MODULES = ("cli_plan", "cli_stats", "cli_eval", "cli_ssh")
 
 
 def _load_command_modules() -> None:
