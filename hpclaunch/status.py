@@ -142,6 +142,10 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
             obs.state, obs.reason = ENDED, job.reason or "job finished"
         return obs
 
+    if failure is not None and failure.code == "port_in_use":
+        # The job retries on the next port by itself; only final once the job ends.
+        obs.reason = "port taken on the node; the job retries on the next port"
+        return obs
     if failure is not None:
         obs.state, obs.reason = FAILED, f"{failure.reason} -> {failure.fix}"
         return obs

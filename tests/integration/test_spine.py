@@ -156,3 +156,18 @@ def test_oom_failure_names_cause_and_fix(hpc: HPC) -> None:
     out = hpc("wait", "oom", "--timeout", "60", ok=False)
     assert "out of memory" in out.stderr.lower()
     assert "gpu-memory-utilization" in out.stderr
+
+
+def test_simultaneous_jobs_get_distinct_ports(hpc: HPC) -> None:
+    """Jobs starting together race for the same free port; the loser retries."""
+    import concurrent.futures
+
+    names = [f"race{i}" for i in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(lambda n: submit(hpc, n), names))
+    for name in names:
+        hpc("wait", name, "--timeout", "60")
+    ports = {hpc.registry()[n]["port"] for n in names}
+    assert len(ports) == len(names)
+    listing = {e["name"]: e["state"] for e in hpc("endpoints", "--json").json()}
+    assert listing == dict.fromkeys(names, "READY")
