@@ -22,6 +22,17 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="Rewrite tests/golden/ files from the current output.")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True only when pytest runs with --update-golden: golden files never refresh silently."""
+    return bool(request.config.getoption("--update-golden"))
+
+
 def require(condition: bool, what: str, how: str) -> None:
     """Skip locally when a service is missing; in CI a missing service is a failure."""
     if condition:
