@@ -74,13 +74,27 @@ REMOVED: dict[str, str] = {
                               "drop it",
 }
 
+# What to write instead of a REMOVED flag, when there is one thing to write.
+_REPLACEMENTS: dict[str, str] = {
+    "--swap-space": "--kv-offloading-size <GiB>",
+    "--calculate-kv-scales": "--kv-cache-dtype fp8",
+    "--enable-reasoning": "--reasoning-parser <name>",
+    "--max-seq-len-to-capture": "--max-cudagraph-capture-size <N>",
+    "--quantized-kv-cache": "--kv-cache-dtype fp8",
+    "--rope-scaling": "--hf-overrides '{\"rope_scaling\": {...}}'",
+    "--rope-theta": "--hf-overrides '{\"rope_theta\": <value>}'",
+    "--task": "--runner <generate|pooling>",
+    "--cuda-graph-sizes": "--cudagraph-capture-sizes",
+}
+
 
 @dataclass(frozen=True)
 class FlagProblem:
     """One thing wrong with a ``vllm serve`` argument list.
 
-    ``flag`` is the argument as written, ``message`` says what is wrong and ``suggestion``
-    is the replacement to use, or ``None`` when there is nothing sensible to offer.
+    ``flag`` is the argument as written; ``message`` is a complete sentence that names it
+    (so it can be shown alone); ``suggestion`` is the replacement to use, or ``None`` when
+    there is nothing sensible to offer.
     """
 
     flag: str
@@ -88,8 +102,9 @@ class FlagProblem:
     suggestion: str | None = None
 
     def __str__(self) -> str:
-        tail = f" (try: {self.suggestion})" if self.suggestion else ""
-        return f"{self.flag}: {self.message}{tail}"
+        if not self.suggestion or self.suggestion in self.message:
+            return self.message
+        return f"{self.message} (use: {self.suggestion})"
 
 
 @dataclass(frozen=True)
@@ -326,10 +341,11 @@ def _value_problem(spec: FlagSpec, option: str, value: str) -> FlagProblem | Non
                 what = "a whole number such as 8192 or 32k"
             elif "json" in str(spec.type):
                 what = "valid JSON"
-            return FlagProblem(option, f"expects {what}, not {value!r}")
+            return FlagProblem(option, f"{option} expects {what}, not {value!r}")
     if spec.choices is not None and value not in spec.choices:
         near = difflib.get_close_matches(value, spec.choices, n=1)
-        return FlagProblem(option, f"{value!r} is not one of {', '.join(spec.choices)}",
+        return FlagProblem(option, f"{option} {value!r} is not one of "
+                           f"{', '.join(spec.choices)}",
                            f"{option} {near[0]}" if near else None)
     return None
 
@@ -338,9 +354,11 @@ def _value_problem(spec: FlagSpec, option: str, value: str) -> FlagProblem | Non
 
 
 def _normalise(option: str) -> str:
-    """vLLM treats ``_`` and ``-`` alike in long flag names (``--max_model_len``)."""
+    """vLLM treats ``_`` and ``-`` alike in long flag names (``--max_model_len``); the keys of
+    a dotted JSON flag (``--compilation-config.cudagraph_mode``) are field names and stay."""
     if option.startswith("--"):
-        return "--" + option[2:].replace("_", "-")
+        base, dot, keys = option[2:].partition(".")
+        return "--" + base.replace("_", "-") + dot + keys
     return option
 
 
@@ -364,10 +382,9 @@ def _match(table: _Table, option: str) -> tuple[FlagSpec, bool] | list[str]:
     return candidates
 
 
-def _did_you_mean(table: _Table, option: str) -> str | None:
+def _did_you_mean(table: _Table, option: str) -> list[str]:
     pool = [o for o in table.options if o.startswith("--")]
-    near = difflib.get_close_matches(option, pool, n=3, cutoff=0.6)
-    return " or ".join(near) if near else None
+    return difflib.get_close_matches(option, pool, n=3, cutoff=0.6)
 
 
 def _speculative_hint(argv: Sequence[str]) -> str:
@@ -410,8 +427,9 @@ def check_args(argv: Sequence[str], version: str = DEFAULT_VERSION) -> list[Flag
         if not _looks_like_option(token):
             positionals += 1
             if positionals > 1:
-                problems.append(FlagProblem(token, "unexpected argument: vllm serve takes one "
-                                            "model and flags; is a flag missing before it?"))
+                problems.append(FlagProblem(token, f"unexpected argument {token!r}: vllm serve "
+                                            "takes one model and flags; is a flag missing "
+                                            "before it?"))
             continue
         written, eq, inline = token.partition("=")
         option = _normalise(written)
@@ -425,12 +443,12 @@ def check_args(argv: Sequence[str], version: str = DEFAULT_VERSION) -> list[Flag
         spec, negated = found
         if spec.kind != "value" or negated:
             if eq and not dot:
-                problems.append(FlagProblem(written, "is a switch and takes no value",
-                                            written))
+                problems.append(FlagProblem(written, f"{written} is a switch and takes "
+                                            "no value", written))
             continue
         if dot and not spec.takes_json:
-            problems.append(FlagProblem(written, f"{spec.name} is not a JSON config flag, so it "
-                                        "has no .key form"))
+            problems.append(FlagProblem(written, f"{written}: {spec.name} is not a JSON config "
+                                        "flag, so it has no .key form"))
         values: list[str] = [inline] if eq else []
         if spec.nargs == "+" or (not eq and spec.nargs is None):
             while i < len(argv) and not _looks_like_option(argv[i]) and argv[i] != "--":
@@ -442,7 +460,7 @@ def check_args(argv: Sequence[str], version: str = DEFAULT_VERSION) -> list[Flag
             values.append(argv[i])
             i += 1
         if not values and spec.nargs != "?":
-            problems.append(FlagProblem(written, "expects a value"))
+            problems.append(FlagProblem(written, f"{written} expects a value"))
             continue
         if dot:
             continue
@@ -467,7 +485,8 @@ def _parser_problem(spec: FlagSpec, option: str, value: str,
     if not value or value in names:
         return None
     near = difflib.get_close_matches(value.replace("-", "_"), names, n=1, cutoff=0.6)
-    return FlagProblem(option, f"{value!r} is not a registered {kind} parser",
+    return FlagProblem(option, f"{option} {value!r} is not a registered {kind} parser "
+                       f"in vLLM",
                        f"{spec.name} {near[0]}" if near else None)
 
 
@@ -475,26 +494,27 @@ def _unknown(table: _Table, written: str, option: str, candidates: list[str],
              argv: Sequence[str]) -> FlagProblem:
     if len(candidates) > 1:
         shown = ", ".join(candidates[:6]) + (", ..." if len(candidates) > 6 else "")
-        return FlagProblem(written, f"ambiguous option: could match {shown}", None)
+        return FlagProblem(written, f"{written} is ambiguous: it could match {shown}", None)
     if option in REMOVED:
         hint = REMOVED[option]
-        suggestion = None
+        suggestion = _REPLACEMENTS.get(option)
         if option in ("--speculative-model", "--num-speculative-tokens"):
             suggestion = _speculative_hint(argv)
-        elif "use " in hint:
-            suggestion = hint.rsplit("use ", 1)[1]
-        return FlagProblem(written, f"not a vLLM {table.version} flag: {hint}", suggestion)
+        return FlagProblem(written, f"{written} is not a vLLM {table.version} flag: {hint}",
+                           suggestion)
     elsewhere = [v for v in available_versions()
                  if v != table.version and option in _table(v).options]
     near = _did_you_mean(table, option)
     if option.startswith("--no-") and (option[5:] and f"--{option[5:]}" in table.specs):
         spec = table.specs[f"--{option[5:]}"]
-        return FlagProblem(written, f"{spec.name} is a plain switch with no --no- form: leave "
-                           "it out to keep it off", None)
+        return FlagProblem(written, f"{written}: {spec.name} is a plain switch with no --no- "
+                           "form; leave it out to keep it off", None)
     if elsewhere:
-        return FlagProblem(written, f"not a vLLM {table.version} flag (it exists in vLLM "
-                           f"{', '.join(elsewhere)})", near)
-    return FlagProblem(written, f"unknown vllm serve flag in vLLM {table.version}", near)
+        return FlagProblem(written, f"{written} is not a vLLM {table.version} flag (it exists "
+                           f"in vLLM {', '.join(elsewhere)})", near[0] if near else None)
+    guess = f"; did you mean {' or '.join(near)}?" if near else ""
+    return FlagProblem(written, f"{written} is not a vllm serve flag in vLLM "
+                       f"{table.version}{guess}", near[0] if near else None)
 
 
 # --------------------------------------------------------------------------- argparse
