@@ -48,6 +48,25 @@ def _state_label(rec: Any) -> str:
     return f"{rec.state} (simulated)" if rec.simulated else rec.state
 
 
+def complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Endpoint names for shell completion, from the registry alone (fast)."""
+    try:
+        from hpclaunch.registry import Registry
+
+        return [n for n in sorted(Registry().load()) if n.startswith(incomplete)]
+    except Exception:  # noqa: BLE001 - completion must never print a traceback
+        return []
+
+
+def complete_presets(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    try:
+        from hpclaunch.presets import preset_names
+
+        return [n for n in preset_names() if n.startswith(incomplete)]
+    except Exception:  # noqa: BLE001
+        return []
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, envvar="HPCLAUNCH_DEBUG",
               help="Show tracebacks instead of one-line errors.")
@@ -71,7 +90,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 @cli.command(epilog=EPILOG_SUBMIT)
 @click.argument("model")
-@click.option("--preset", "-p", required=True, help="Preset name (hpclaunch presets lists them).")
+@click.option("--preset", "-p", required=True, shell_complete=complete_presets,
+              help="Preset name (hpclaunch presets lists them).")
 @click.option("--name", "-n", help="Endpoint name (default: derived from the model).")
 @click.option("--cluster", "-c", help="Cluster profile from clusters.yaml (default: its default).")
 @click.option("--scheduler", type=click.Choice(["local", "slurm", "pbs"]),
@@ -171,7 +191,7 @@ def _wait_and_report(name: str, timeout: float, as_json: bool, quiet: bool = Fal
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names)
 @click.option("--timeout", default=1800.0, show_default=True,
               help="Give up (exit 1) after this many seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
@@ -221,7 +241,7 @@ def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names)
 @click.option("--json", "as_json", is_flag=True, help="JSON object (no API key).")
 def status(name: str, as_json: bool) -> None:
     """State, job, node, port, log path and the last stats line of NAME."""
@@ -260,7 +280,7 @@ def _stats_summary(report: Any) -> str:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
 @click.option("--lines", "-n", default=50, show_default=True, help="Lines from the end to show.")
 def logs(name: str, follow: bool, lines: int) -> None:
@@ -308,7 +328,7 @@ def logs(name: str, follow: bool, lines: int) -> None:
 
 
 @cli.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names)
 def stop(names: tuple[str, ...]) -> None:
     """Cancel the jobs of NAMES; entries stay as ENDED (endpoints --all shows them)."""
     from hpclaunch import api
@@ -319,7 +339,7 @@ def stop(names: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names)
 def rm(names: tuple[str, ...]) -> None:
     """Forget ended endpoints NAMES (their files in the results dir stay)."""
     from hpclaunch import api
@@ -330,7 +350,7 @@ def rm(names: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names)
 @click.argument("message", default="Say hello in five words.")
 @click.option("--max-tokens", default=64, show_default=True)
 def chat(name: str, message: str, max_tokens: int) -> None:
@@ -362,7 +382,7 @@ def presets(ctx: click.Context) -> None:
 
 
 @presets.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_names)
 def presets_show(name: str) -> None:
     """Print the preset's YAML and the vLLM flags it renders."""
     from pathlib import Path
@@ -383,6 +403,24 @@ def presets_show(name: str) -> None:
     import shlex
 
     click.echo(f"\n# vLLM flags: {shlex.join(flags)}")
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script (endpoint and preset names complete too).
+
+    \b
+    Examples:
+      eval "$(hpclaunch completion bash)"          # in ~/.bashrc
+      hpclaunch completion zsh > ~/.zfunc/_hpclaunch
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    if cls is None:
+        raise UserError(f"no completion for {shell}")
+    click.echo(cls(cli, {}, "hpclaunch", "_HPCLAUNCH_COMPLETE").source())
 
 
 # Commands of each area live in their own module and register on `cli` when

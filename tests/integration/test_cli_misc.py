@@ -1,0 +1,35 @@
+"""Conveniences an HPC user expects: completion, --help with examples, --version."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.conftest import HPC, hpclaunch_argv
+
+
+def complete(hpc: HPC, words: str, cword: int) -> list[str]:
+    env = {**hpc.env, "COMP_WORDS": words, "COMP_CWORD": str(cword),
+           "_HPCLAUNCH_COMPLETE": "bash_complete"}
+    out = subprocess.run(hpclaunch_argv(), env=env, capture_output=True, text=True,
+                         check=True).stdout
+    return [line.split(",", 1)[1] for line in out.splitlines()]
+
+
+def test_completion_script_and_dynamic_names(hpc: HPC) -> None:
+    script = hpc("completion", "bash").stdout
+    assert "_HPCLAUNCH_COMPLETE" in script
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    hpc("submit", "Qwen3-0.6B", "--preset", "single-gpu", "--simulate", "--name", "alpha")
+    hpc("submit", "Qwen3-0.6B", "--preset", "single-gpu", "--simulate", "--name", "beta")
+    assert complete(hpc, "hpclaunch stop al", 2) == ["alpha"]
+    assert complete(hpc, "hpclaunch submit m --preset dp4", 4) == ["dp4-throughput"]
+
+
+def test_help_has_examples(hpc: HPC) -> None:
+    for command in ("submit", "wait"):
+        text = hpc(command, "--help").stdout
+        assert "Example" in text and "hpclaunch " in text
+
+
+def test_version(hpc: HPC) -> None:
+    assert "0.1.0" in hpc("--version").stdout
