@@ -6,11 +6,12 @@ notebooks get the same behaviour (and errors) as the command line.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -310,6 +311,18 @@ def stop(name: str, *, registry: Registry | None = None) -> Record:
     updated = registry.update(name, state=ENDED, reason="stopped by hpclaunch stop",
                               ended=time.time())
     return updated or rec
+
+
+@contextlib.contextmanager
+def connect(rec: Record) -> Iterator[Any]:
+    """A transport to where ``rec``'s job runs (closed on exit)."""
+    from hpclaunch.transport import transport_for
+
+    transport = transport_for(_profile_of(rec, _profiles()))
+    try:
+        yield transport
+    finally:
+        transport.close()
 
 
 def remove(name: str, *, registry: Registry | None = None) -> Record:
