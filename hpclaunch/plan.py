@@ -16,7 +16,7 @@ from typing import Any
 
 from hpclaunch.config import ClusterProfile
 from hpclaunch.errors import UserError
-from hpclaunch.presets import LAYOUT_KEYS, Preset
+from hpclaunch.presets import LAYOUT_KEYS, Preset, resolve_model_values
 
 # --set keys that size the job rather than configure vLLM.
 RESOURCE_KEYS = ("time-limit", "cpus-per-task", "mem", "partition", "account", "qos", "queue",
@@ -113,6 +113,18 @@ def _flag_to_args(flag: str, value: Any) -> list[str]:
     return [f"--{flag}", str(value)]
 
 
+def render_flags(layout: dict[str, int], flags: dict[str, Any]) -> list[str]:
+    """Layout flags (sizes above 1) then the others, sorted: deterministic argv."""
+    rendered: list[str] = []
+    for key, flag in (("dp", "data-parallel-size"), ("tp", "tensor-parallel-size"),
+                      ("pp", "pipeline-parallel-size")):
+        if layout.get(key, 1) > 1:
+            rendered += [f"--{flag}", str(layout[key])]
+    for flag in sorted(flags):
+        rendered += _flag_to_args(flag, flags[flag])
+    return rendered
+
+
 def _known_vllm_flags(version: str) -> set[str]:
     from hpclaunch.vllm_flags import known_flags
 
@@ -189,13 +201,10 @@ def build(
             raise UserError(f"--vllm-args {arg}: set the layout with --set dp=N / tp=N / pp=N")
         if flag:
             flags.pop(flag, None)  # the explicit argument wins over the preset's value
+    # Preset values written ``auto`` (reasoning parser, draft model) come from the model.
+    flags = resolve_model_values(flags, model_id, preset.name)
     rendered: list[str] = ["--served-model-name", endpoint, "--host", cluster.bind_host]
-    for key, flag in (("dp", "data-parallel-size"), ("tp", "tensor-parallel-size"),
-                      ("pp", "pipeline-parallel-size")):
-        if layout[key] > 1:
-            rendered += [f"--{flag}", str(layout[key])]
-    for flag in sorted(flags):
-        rendered += _flag_to_args(flag, flags[flag])
+    rendered += render_flags(layout, flags)
     rendered += extra
 
     simulate = cluster.simulate if simulate is None else simulate
