@@ -29,8 +29,9 @@ SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 # Lifecycle of an endpoint; ENDED and FAILED are final and never re-queried.
-PENDING, STARTING, READY, FAILED, ENDED, UNKNOWN = (
-    "PENDING", "STARTING", "READY", "FAILED", "ENDED", "UNKNOWN",
+# UNHEALTHY: was READY, the job still runs, but /health stopped answering (hung).
+PENDING, STARTING, READY, UNHEALTHY, FAILED, ENDED, UNKNOWN = (
+    "PENDING", "STARTING", "READY", "UNHEALTHY", "FAILED", "ENDED", "UNKNOWN",
 )
 FINAL_STATES = frozenset({FAILED, ENDED})
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hpclaunch.registry import ENDED, FAILED, PENDING, READY, STARTING, Record
+from hpclaunch.registry import ENDED, FAILED, PENDING, READY, STARTING, UNHEALTHY, Record
 from hpclaunch.schedulers.base import DONE, MISSING, QUEUED, JobState
 
 if TYPE_CHECKING:
@@ -152,11 +152,12 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
     if report is not None and report.ready_line and host and port:
         if not probe or probe_health(transport, host, port):
             obs.state = READY
+        elif rec.state in (READY, UNHEALTHY):
+            obs.state = UNHEALTHY
+            obs.reason = (f"was READY, /health on {host}:{port} no longer answers (hung or "
+                          "overloaded?); check hpclaunch logs, or stop and resubmit")
         else:
-            obs.state = STARTING
-            obs.reason = "log says ready but /health does not answer"
-            if rec.state == READY:
-                obs.reason = "was READY, /health no longer answers (server hung or overloaded?)"
+            obs.reason = "log says ready but /health does not answer yet"
         return obs
     obs.reason = "vLLM is starting" if report and report.started else "job running, no log yet"
     return obs

@@ -171,3 +171,34 @@ def test_simultaneous_jobs_get_distinct_ports(hpc: HPC) -> None:
     assert len(ports) == len(names)
     listing = {e["name"]: e["state"] for e in hpc("endpoints", "--json").json()}
     assert listing == dict.fromkeys(names, "READY")
+
+
+def test_server_that_hangs_after_ready_is_unhealthy(hpc: HPC) -> None:
+    submit(hpc, "hangs", "--env", "HPCLAUNCH_STANDIN_FAIL=hang_after_ready",
+           "--env", "HPCLAUNCH_STANDIN_CRASH_AFTER=1")
+    hpc("wait", "hangs", "--timeout", "60")
+    import time
+
+    deadline = time.time() + 20
+    state = ""
+    while time.time() < deadline:
+        state = hpc("status", "hangs", "--json").json()["state"]
+        if state == "UNHEALTHY":
+            break
+        time.sleep(0.5)
+    assert state == "UNHEALTHY"
+    assert "/health" in hpc.registry()["hangs"]["reason"]
+
+
+def test_engine_that_dies_after_ready_is_failed(hpc: HPC) -> None:
+    submit(hpc, "crash", "--env", "HPCLAUNCH_STANDIN_FAIL=crash_after_ready",
+           "--env", "HPCLAUNCH_STANDIN_CRASH_AFTER=1")
+    hpc("wait", "crash", "--timeout", "60")
+    import time
+
+    deadline = time.time() + 20
+    while time.time() < deadline and hpc("status", "crash", "--json").json()["state"] == "READY":
+        time.sleep(0.5)
+    rec = hpc.registry()["crash"]
+    assert rec["state"] == "FAILED", rec
+    assert "EngineCore" in rec["reason"] or "engine" in rec["reason"].lower()
