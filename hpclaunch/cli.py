@@ -111,11 +111,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--wait", "wait_ready", is_flag=True, help="Wait until READY after submitting.")
 @click.option("--timeout", default=1800.0, show_default=True, help="Seconds for --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new endpoint as JSON.")
+@click.option("--export", "export_after", is_flag=True,
+              help="Update the vf-eval endpoints file afterwards (see hpclaunch export).")
 def submit(model: str, preset: str, name: str | None, cluster: str | None,
            scheduler: str | None, pbs_dialect: str | None, sets: tuple[str, ...],
            vllm_args: str, envs: tuple[str, ...], gpus_per_node: int | None,
            simulate: bool | None, dry_run: bool, wait_ready: bool, timeout: float,
-           as_json: bool) -> None:
+           as_json: bool, export_after: bool) -> None:
     """Render a vLLM job for MODEL with a preset and submit it.
 
     MODEL is a catalog alias (Qwen3-VL-2B), a Hugging Face id (Qwen/Qwen3-8B) or a
@@ -144,8 +146,14 @@ def submit(model: str, preset: str, name: str | None, cluster: str | None,
     click.echo(f"submitted {rec.name}: job {rec.job_id} on {rec.cluster} "
                f"({rec.scheduler}){sim}", err=as_json)
     click.echo(f"  next: hpclaunch wait {rec.name}", err=as_json)
-    if wait_ready:
-        _wait_and_report(rec.name, timeout, as_json)
+    try:
+        if wait_ready:
+            _wait_and_report(rec.name, timeout, as_json)
+    finally:
+        if export_after:
+            from hpclaunch.export import export_after_command
+
+            export_after_command(lambda m: click.echo(m, err=True), hint_name=rec.name)
 
 
 def _raw_assignments(items: list[str], what: str) -> dict[str, str]:
@@ -196,14 +204,22 @@ def _wait_and_report(name: str, timeout: float, as_json: bool, quiet: bool = Fal
               help="Give up (exit 1) after this many seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoint as JSON when done.")
-def wait(name: str, timeout: float, quiet: bool, as_json: bool) -> None:
+@click.option("--export", "export_after", is_flag=True,
+              help="Then update the vf-eval endpoints file (see hpclaunch export).")
+def wait(name: str, timeout: float, quiet: bool, as_json: bool, export_after: bool) -> None:
     """Wait until endpoint NAME is READY; exit 1 if it fails or the timeout passes.
 
     \b
     Example:
       hpclaunch wait qwen-vl --timeout 3600 && vf-eval my-env -m qwen-vl
     """
-    _wait_and_report(name, timeout, as_json, quiet)
+    try:
+        _wait_and_report(name, timeout, as_json, quiet)
+    finally:
+        if export_after:
+            from hpclaunch.export import export_after_command
+
+            export_after_command(lambda m: click.echo(m, err=True))
 
 
 @cli.command()
