@@ -22,7 +22,7 @@ from hpclaunch.schedulers.base import DONE, MISSING, QUEUED, JobState
 
 if TYPE_CHECKING:
     from hpclaunch.logwatch import LogReport
-    from hpclaunch.transport import Transport
+    from hpclaunch.transport import FileStat, Transport
 
 LOG_HEAD_BYTES = 256 * 1024
 LOG_TAIL_BYTES = 256 * 1024
@@ -81,6 +81,11 @@ def read_exit_code(transport: Transport, rec: Record) -> int | None:
         return None
 
 
+# path -> (size, mtime, report): `wait` polls twice a second, and an unchanged
+# log need not be read or parsed again.
+_LOG_CACHE: dict[str, tuple[int, float, LogReport]] = {}
+
+
 def read_log(transport: Transport, path: str) -> LogReport:
     """Parse the head and tail of a log, whatever its size (two bounded reads)."""
     from hpclaunch.logwatch import LogChunk, parse
@@ -88,6 +93,19 @@ def read_log(transport: Transport, path: str) -> LogReport:
     st = transport.stat(path) if path else None
     if st is None:
         return parse(LogChunk.missing())
+    cached = _LOG_CACHE.get(path)
+    if cached is not None and cached[0] == st.size and cached[1] == st.mtime:
+        return cached[2]
+    report = _read_and_parse(transport, path, st)
+    if len(_LOG_CACHE) > 256:  # a long `watch` must not grow without bound
+        _LOG_CACHE.clear()
+    _LOG_CACHE[path] = (st.size, st.mtime, report)
+    return report
+
+
+def _read_and_parse(transport: Transport, path: str, st: FileStat) -> LogReport:
+    from hpclaunch.logwatch import LogChunk, parse
+
     if st.size <= LOG_HEAD_BYTES + LOG_TAIL_BYTES:
         data = transport.read_range(path, 0, st.size)
         return parse(LogChunk.from_bytes(data, b"", len(data), st.mtime))
@@ -128,7 +146,9 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
             obs.state, obs.reason = FAILED, f"the scheduler ended the job: {job.reason}"
         elif code in STOPPED_CODES or (code is None and "CANCEL" in job.reason.upper()):
             obs.state = ENDED
-            obs.reason = "cancelled" if code != 0 else "vLLM exited normally"
+            # The scheduler's word wins: vLLM exits 0 on the SIGTERM that scancel sends.
+            cancelled = code != 0 or "CANCEL" in job.reason.upper()
+            obs.reason = "cancelled" if cancelled else "vLLM exited normally"
             if job.reason:
                 obs.reason += f" ({job.reason})"
         elif code is not None:
