@@ -19,9 +19,10 @@ Only the standard library is imported: the CLI calls this for every endpoint on 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -348,21 +349,9 @@ class LogReport:
 # Patterns
 # --------------------------------------------------------------------------------------------
 
-# Cheap prefilter: the regex engine scans the text in C and Python only looks at lines that
-# contain one of these.  Every handler below must be reachable through one of these words.
-_TRIGGER = re.compile(
-    r"Avg prompt throughput|Application startup complete|KV cache|blocks: |Maximum concurrency"
-    r"|took |Starting vLLM|Uvicorn running|server version|LLM engine \(v|non-default args|█"
-    r"|Traceback|Error|Exception|Exit\b|Interrupt|error|\*\*\* |PBS: |unrecognized arguments"
-    r"|already in use|out of memory|not enough GPU memory|max seq len|No available memory"
-    r"|Invalid repository|reasoning parser|max_model_len|could not broadcast|EngineCore failed"
-    r"|initialization failed|failed to start|oom.kill|SIMULATED|api_server_count|Free memory on"
-    r"|Prefix cache hit rate|No CUDA GPUs|NVIDIA driver"
-)
-
 _STATS = re.compile(r"(?:Engine (?P<eng>\d+): |(?P<agg>\d+) Engines Aggregated: )?Avg prompt")
 _NUM = re.compile(r"-?\d+(?:\.\d+)?")
-_V0_PREFIX_HIT = re.compile(r"^Prefix cache hit rate: GPU: ([\d.]+)%")
+_V0_PREFIX_HIT = re.compile(r"Prefix cache hit rate: GPU: ([\d.]+)%")
 
 _KV_MEM = re.compile(r"Available KV cache memory: (-?[\d.]+) GiB")
 _KV_TOKENS = re.compile(r"KV cache size: ([\d,]+) tokens")
@@ -418,6 +407,7 @@ class _Rule:
 
     priority: int
     code: str
+    needles: tuple[str, ...]  # one of these literals is in every line the pattern can match
     pattern: re.Pattern[str]
     build: Callable[[re.Match[str], str | None], tuple[str, str] | None]
 
@@ -640,135 +630,106 @@ _SLURM_CANCEL = re.compile(
     r"\*\*\* (?:JOB|STEP) (\S+) ON (\S+) CANCELLED AT (\S+)(?: DUE TO ([A-Z][A-Z ]*?))? \*\*\*"
 )
 _P_TRACEBACK = 90
-_RULES: tuple[_Rule, ...] = (
-    _Rule(10, "unknown_flag", re.compile(r"error: unrecognized arguments: (.+)"), _unknown_flag),
-    _Rule(
-        11, "bad_argument", re.compile(r"^(?:vllm(?: serve)?|\S+\.py): error: (.+)"), _bad_argument
-    ),
-    _Rule(
-        15,
-        "bad_reasoning_parser",
-        re.compile(r"[Ii]nvalid reasoning parser: (\S+)(?: \(chose from \{([^}]*)\}\))?"),
-        _bad_reasoning_parser,
-    ),
-    _Rule(
-        20,
-        "port_in_use",
-        re.compile(r"\[Errno 98\]|address already in use|EADDRINUSE", re.I),
-        _port_in_use,
-    ),
-    _Rule(
-        25,
-        "model_not_found",
-        re.compile(
-            r"Invalid repository ID or local directory specified: '([^']*)'"
-            r"|RepositoryNotFoundError|Repository Not Found for url|GatedRepoError"
-            r"|HFValidationError|LocalEntryNotFoundError"
-            r"|is not a local folder and is not a valid model identifier"
-            r"|Cannot find the requested files in the local cache"
-        ),
-        _model_not_found,
-    ),
-    _Rule(
-        30,
-        "max_model_len_too_long",
-        re.compile(
-            r"User-specified max_model_len \((\d+)\) is greater than the derived max_model_len"
-            r"(?: \(([^)]*)\))?"
-        ),
-        _max_model_len,
-    ),
-    _Rule(35, "no_gpu", re.compile(r"No CUDA GPUs are available|Found no NVIDIA driver"), _no_gpu),
-    _Rule(40, "kv_too_small", re.compile(r"max seq len \((\d+)\)"), _kv_too_small),
-    _Rule(
-        45, "no_kv_memory", re.compile(r"No available memory for the cache blocks"), _no_kv_memory
-    ),
-    _Rule(
-        50,
-        "flashinfer_broadcast",
-        re.compile(r"could not broadcast input array from shape \((\d+),\) into shape \((\d+),\)"),
-        _flashinfer,
-    ),
-    # CUDA OOM, most specific wording first.
-    _Rule(
-        55,
-        "cuda_oom",
-        re.compile(
-            r"Free memory on device(?: \S+)? \(([\d.]+)/([\d.]+) GiB\) on startup is less than "
-            r"desired GPU memory utilization \(([\d.]+), ([\d.]+) GiB\)"
-        ),
-        _oom_free,
-    ),
-    _Rule(
-        56,
-        "cuda_oom",
-        re.compile(r"out of memory occurred when warming up sampler with (\d+) dummy"),
-        _oom_sampler,
-    ),
-    _Rule(
-        57,
-        "cuda_oom",
-        re.compile(
-            r"CUDA out of memory\. Tried to allocate ([\d.]+ \w+)\. GPU (\d+) has a total capacity "
-            r"of ([\d.]+ \w+) of which ([\d.]+ \w+) is free"
-        ),
-        _oom_torch,
-    ),
-    _Rule(
-        58,
-        "cuda_oom",
-        re.compile(
-            r"CUDA out of memory|OutOfMemoryError|CUDA (?:driver )?error: out of memory"
-            r"|Failed to load model - not enough GPU memory"
-        ),
-        _oom_any,
-    ),
-    # The scheduler ended the job; a vLLM cause printed before it is more useful.
-    _Rule(70, "killed_by_scheduler", re.compile(r"Detected (\d+) oom[-_]kill event"), _slurm_oom),
-    _Rule(
-        71,
-        "killed_by_scheduler",
-        re.compile(
-            r"=>> PBS: job killed: (\w+) (\S+) exceeded "
-            r"limit (\S+)"
-        ),
-        _pbs_kill,
-    ),
-    _Rule(
-        72,
-        "killed_by_scheduler",
-        _SLURM_CANCEL,
-        _slurm_cancel("TIME LIMIT", "ask for a longer --time (walltime) or resubmit"),
-    ),
-    _Rule(
-        73,
-        "killed_by_scheduler",
-        _SLURM_CANCEL,
-        _slurm_cancel("PREEMPTION", "resubmit, or use a partition/QOS that is not preemptible"),
-    ),
-    _Rule(
-        74,
-        "killed_by_scheduler",
-        _SLURM_CANCEL,
-        _slurm_cancel("OTHER", "resubmit; if it repeats, ask the cluster admins about that node"),
-    ),
-    _Rule(
-        75,
-        "killed_by_scheduler",
-        _SLURM_CANCEL,
-        _slurm_cancel(None, "it was cancelled (scancel); resubmit if that was not intended"),
-    ),
-    _Rule(80, "engine_dead", re.compile(r"EngineDeadError"), _engine_dead),
-    _Rule(
-        85,
-        "engine_start_failed",
-        re.compile(
-            r"EngineCore failed to start|Engine core initialization failed"
-            r"|Engine process failed to start"
-        ),
-        _engine_start,
-    ),
+_DEAD = ("EngineDeadError",)
+_START = (
+    "EngineCore failed to start",
+    "Engine core initialization failed",
+    "Engine process failed to start",
 )
+_MODEL = (
+    "Invalid repository ID",
+    "RepositoryNotFound",
+    "Repository Not Found",
+    "GatedRepo",
+    "HFValidation",
+    "LocalEntryNotFound",
+    "not a valid model identifier",
+    "Cannot find the requested files",
+)
+# fmt: off
+_RULES: tuple[_Rule, ...] = (
+    _Rule(10, "unknown_flag", ("unrecognized arguments",),
+          re.compile(r"error: unrecognized arguments: (.+)"), _unknown_flag),
+    _Rule(11, "bad_argument", (": error: ",),
+          re.compile(r"^(?:vllm(?: serve)?|\S+\.py): error: (.+)"), _bad_argument),
+    _Rule(15, "bad_reasoning_parser", ("reasoning parser: ",),
+          re.compile(r"[Ii]nvalid reasoning parser: (\S+)(?: \(chose from \{([^}]*)\}\))?"),
+          _bad_reasoning_parser),
+    _Rule(20, "port_in_use", ("Errno 98", "already in use", "EADDRINUSE"),
+          re.compile(r"\[Errno 98\]|address already in use|EADDRINUSE", re.I), _port_in_use),
+    _Rule(25, "model_not_found", _MODEL,
+          re.compile(r"Invalid repository ID or local directory specified: '([^']*)'|"
+                     + "|".join(map(re.escape, _MODEL[1:]))), _model_not_found),
+    _Rule(30, "max_model_len_too_long", ("User-specified max_model_len",),
+          re.compile(r"User-specified max_model_len \((\d+)\) is greater than the derived "
+                     r"max_model_len(?: \(([^)]*)\))?"), _max_model_len),
+    _Rule(35, "no_gpu", ("No CUDA GPUs", "Found no NVIDIA driver"),
+          re.compile(r"No CUDA GPUs are available|Found no NVIDIA driver"), _no_gpu),
+    _Rule(40, "kv_too_small", ("max seq len",),
+          re.compile(r"max seq len \((\d+)\)"), _kv_too_small),
+    _Rule(45, "no_kv_memory", ("No available memory",),
+          re.compile(r"No available memory for the cache blocks"), _no_kv_memory),
+    _Rule(50, "flashinfer_broadcast", ("could not broadcast",),
+          re.compile(r"could not broadcast input array from shape \((\d+),\) into shape "
+                     r"\((\d+),\)"), _flashinfer),
+    # CUDA out of memory, most specific wording first.
+    _Rule(55, "cuda_oom", ("Free memory on device",),
+          re.compile(r"Free memory on device(?: \S+)? \(([\d.]+)/([\d.]+) GiB\) on startup is "
+                     r"less than desired GPU memory utilization \(([\d.]+), ([\d.]+) GiB\)"),
+          _oom_free),
+    _Rule(56, "cuda_oom", ("warming up sampler",),
+          re.compile(r"out of memory occurred when warming up sampler with (\d+) dummy"),
+          _oom_sampler),
+    _Rule(57, "cuda_oom", ("Tried to allocate",),
+          re.compile(r"CUDA out of memory\. Tried to allocate ([\d.]+ \w+)\. GPU (\d+) has a "
+                     r"total capacity of ([\d.]+ \w+) of which ([\d.]+ \w+) is free"),
+          _oom_torch),
+    _Rule(58, "cuda_oom", ("out of memory", "OutOfMemory", "not enough GPU memory"),
+          re.compile(r"CUDA out of memory|OutOfMemoryError|CUDA (?:driver )?error: out of memory"
+                     r"|Failed to load model - not enough GPU memory"), _oom_any),
+    # The scheduler ended the job: a vLLM cause printed before that is the more useful one.
+    _Rule(70, "killed_by_scheduler", ("oom_kill", "oom-kill"),
+          re.compile(r"Detected (\d+) oom[-_]kill event"), _slurm_oom),
+    _Rule(71, "killed_by_scheduler", ("PBS: job killed",),
+          re.compile(r"=>> PBS: job killed: (\w+) (\S+) exceeded limit (\S+)"), _pbs_kill),
+    _Rule(72, "killed_by_scheduler", ("CANCELLED AT",), _SLURM_CANCEL,
+          _slurm_cancel("TIME LIMIT", "ask for a longer --time (walltime) or resubmit")),
+    _Rule(73, "killed_by_scheduler", ("CANCELLED AT",), _SLURM_CANCEL,
+          _slurm_cancel("PREEMPTION", "resubmit, or use a partition/QOS that is not preemptible")),
+    _Rule(74, "killed_by_scheduler", ("CANCELLED AT",), _SLURM_CANCEL,
+          _slurm_cancel("OTHER", "resubmit; if it repeats, ask the cluster admins about the node")),
+    _Rule(75, "killed_by_scheduler", ("CANCELLED AT",), _SLURM_CANCEL,
+          _slurm_cancel(None, "it was cancelled (scancel); resubmit if that was not intended")),
+    _Rule(80, "engine_dead", _DEAD, re.compile("EngineDeadError"), _engine_dead),
+    _Rule(85, "engine_start_failed", _START, re.compile("|".join(_START)), _engine_start),
+)
+# fmt: on
+
+# Lines worth a look.  Each word is found with str.find: one pass per word is several times
+# faster than one regex with dozens of alternatives.  Every rule's needles are included, so a
+# new rule is always reachable.
+_FACT_WORDS = (
+    "Avg prompt throughput",
+    "Prefix cache hit rate: GPU",
+    "Application startup complete",
+    "KV cache",
+    "blocks: ",
+    "Maximum concurrency",
+    "took ",
+    "Starting vLLM",
+    "Uvicorn running",
+    "server version",
+    "LLM engine (v",
+    "non-default args",
+    "█",
+    "api_server_count",
+    "[hpclaunch_standin]",
+)
+_EXCEPTION_WORDS = ("Traceback (most recent", "Error", "Exception")
+_WORDS = set(_FACT_WORDS + _EXCEPTION_WORDS + tuple(n for r in _RULES for n in r.needles))
+# A word that contains another one adds nothing ("EngineDeadError" is found through "Error"),
+# and each word left costs one scan of the text.
+_TRIGGERS = tuple(sorted(w for w in _WORDS if not any(o != w and o in w for o in _WORDS)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -809,7 +770,7 @@ def _parse_stats(msg: str, ts: str | None, now: datetime, line: str) -> EngineSt
     ``KV fetch``, hit rates, ``Corrupted``) may appear anywhere and unknown ones are ignored.
     Requiring the five core fields keeps a line cut short from producing numbers.
     """
-    m = _STATS.search(msg)
+    m = _STATS.match(msg)
     if m is None:
         return None
     if m["eng"] is not None:
@@ -857,27 +818,20 @@ def _parse_stats(msg: str, ts: str | None, now: datetime, line: str) -> EngineSt
     )
 
 
-def _trigger_lines(text: str, end: int) -> Iterator[str]:
-    """Yield, in order, the lines of ``text[:end]`` that contain a trigger word.
-
-    ``\\n``, ``\\r\\n`` and a bare ``\\r`` (progress bars redraw with it) all end a line.  The
-    regex engine scans the text in C; Python only sees the few lines that matter.
-    """
-    pos = 0
-    search = _TRIGGER.search
-    while pos < end:
-        m = search(text, pos, end)
-        if m is None:
-            return
-        p = m.start()
-        start = max(text.rfind("\n", 0, p), text.rfind("\r", 0, p)) + 1
-        stop = end
-        for sep in ("\n", "\r"):
-            i = text.find(sep, p, stop)
-            if i >= 0:
-                stop = i
-        yield text[start:stop]
-        pos = stop + 1
+def _trigger_lines(text: str, end: int) -> list[str]:
+    """The lines of ``text[:end]`` (``\\n``-separated) that contain a trigger word, in order."""
+    starts: set[int] = set()
+    find, rfind = text.find, text.rfind
+    for word in _TRIGGERS:
+        i = find(word, 0, end)
+        while i >= 0:
+            starts.add(rfind("\n", 0, i) + 1)
+            i = find(word, i + len(word), end)
+    lines = []
+    for start in sorted(starts):
+        stop = find("\n", start, end)
+        lines.append(text[start : stop if stop >= 0 else end])
+    return lines
 
 
 class _Parser:
@@ -890,7 +844,10 @@ class _Parser:
         self.version: str | None = None
         self.names: dict[int, str] = {}  # served model name by source; lowest key is best
         self.facts = StartupFacts()
-        self.stats: dict[str, EngineStats] = {}
+        # engine -> (message, stamp, line) of its last stats line; a long-running server logs
+        # thousands, so only the last ones are parsed, at the end (see stats()).
+        self.stats_lines: dict[str, tuple[str, str | None, str]] = {}
+        self.v0_prefix_hit: float | None = None  # V0 prints it on the line after its stats
         # priority -> first Failure at that priority.  Cleared by a readiness line: a failure
         # followed by "Application startup complete" did not stop the server.
         self.failures: dict[int, Failure] = {}
@@ -914,27 +871,36 @@ class _Parser:
     def add(self, priority: int, failure: Failure) -> None:
         self.failures.setdefault(priority, failure)
 
+    def stats(self) -> dict[str, EngineStats]:
+        out: dict[str, EngineStats] = {}
+        for msg, ts, raw in self.stats_lines.values():
+            if (st := _parse_stats(msg, ts, self.now, raw.strip())) is not None:
+                if st.engine == "0" and self.v0_prefix_hit is not None:
+                    st = replace(st, prefix_hit_pct=self.v0_prefix_hit)
+                out[st.engine] = st
+        return out
+
     def line(self, raw: str) -> None:
         _proc, level, ts, msg = _split(raw)
-        if not msg:
-            return
-        if msg.startswith("Application startup complete"):
+        if not msg or msg.startswith(("Received request", "Added request")):
+            return  # request logs quote user prompts, which may contain any text at all
+        if m := _STATS.match(msg):
+            key = m["eng"] or ("aggregated" if m["agg"] else "0")
+            self.stats_lines[key] = (msg, ts, raw)
+            if key == "0":
+                self.v0_prefix_hit = None
+        elif m := _V0_PREFIX_HIT.match(msg):
+            self.v0_prefix_hit = float(m[1])
+        elif msg.startswith("Application startup complete"):
             self.ready = True
             self.failures.clear()
             self.first_exc = None
             self.in_traceback = False
             self.oom_loading = False
-        elif "Avg prompt throughput" in msg:
-            if (st := _parse_stats(msg, ts, self.now, raw.strip())) is not None:
-                self.stats[st.engine] = st
-        elif msg.startswith("Prefix cache hit rate: GPU:"):  # V0 prints it on its own line
-            if (m := _V0_PREFIX_HIT.match(msg)) and "0" in self.stats:
-                self.stats["0"] = replace(self.stats["0"], prefix_hit_pct=float(m[1]))
         elif self.startup_fact(msg):
             # Startup carried on, so a traceback printed before this line was not fatal.
             self.failures.pop(_P_TRACEBACK, None)
-        elif not msg.startswith(("Received request", "Added request")):
-            # (Request logs quote user prompts, which may contain any error text.)
+        else:
             self.failure_line(level, msg)
 
     def startup_fact(self, msg: str) -> bool:
@@ -971,7 +937,7 @@ class _Parser:
             if m := _INIT_ENGINE.search(msg):
                 f.init_engine_seconds = f.init_engine_seconds or float(m[1])
                 return True
-        if m := _LISTEN.search(msg):
+        if ("Starting vLLM" in msg or "Uvicorn running" in msg) and (m := _LISTEN.search(msg)):
             # Prefer vLLM's own "Starting vLLM ... on URL" to uvicorn's line.
             if self.listen_url is None or not msg.startswith("Uvicorn"):
                 self.listen_url = m[1].rstrip(".,")
@@ -986,16 +952,17 @@ class _Parser:
 
     def identity(self, msg: str) -> bool:
         """vLLM version and served model name, from whichever line this version prints."""
-        if m := _VERSION_LINE.search(msg):
+        # (Each regex is guarded by a substring test: error lines pass through here too.)
+        if "server version" in msg and (m := _VERSION_LINE.search(msg)):
             self.version = self.version or m[1]
             if m[2]:
                 self.names.setdefault(2, m[2])
-        elif m := _ENGINE_CFG.search(msg):
+        elif "LLM engine (v" in msg and (m := _ENGINE_CFG.search(msg)):
             self.version = self.version or m[1]
             self.names.setdefault(3, m[2])
             if (s := _SERVED_CFG.search(msg)) and s[1] != "None":
                 self.names.setdefault(1, s[1])
-        elif m := _LOGO.search(msg):
+        elif "█" in msg and (m := _LOGO.search(msg)):
             if m[1] == "version":
                 self.version = self.version or m[2]
             else:
@@ -1030,20 +997,26 @@ class _Parser:
                         ),
                     )
             self.in_traceback = False
-        for rule in _RULES:
-            if rule.priority in self.failures:
-                continue
-            m = rule.pattern.search(msg)
-            if m is None:
-                continue
-            built = rule.build(m, level)
-            if built is None:
-                continue
-            reason, fix = built
-            if rule.code == "engine_dead" and self.last_exc:
-                reason = f"{reason}; cause: {_short(self.last_exc)}"
-            self.add(rule.priority, Failure(rule.code, reason, fix, msg.strip()))
+        hit = _match_rules(level, msg)
+        if hit is None or hit[0] in self.failures:
             return
+        priority, failure = hit
+        if failure.code == "engine_dead" and self.last_exc:
+            failure = replace(failure, reason=f"{failure.reason}; cause: {_short(self.last_exc)}")
+        self.add(priority, failure)
+
+
+@functools.lru_cache(maxsize=1024)
+def _match_rules(level: str | None, msg: str) -> tuple[int, Failure] | None:
+    """The first rule that matches a message.  Cached: a crash loop repeats the same lines."""
+    for rule in _RULES:
+        if not any(n in msg for n in rule.needles):
+            continue
+        m = rule.pattern.search(msg)
+        built = rule.build(m, level) if m is not None else None
+        if built is not None:
+            return rule.priority, Failure(rule.code, built[0], built[1], msg.strip())
+    return None
 
 
 def _short(msg: str | None, limit: int = 160) -> str:
@@ -1080,22 +1053,26 @@ def parse(chunk: LogChunk, now: datetime | None = None) -> LogReport:
     for text in (chunk.head, chunk.tail):
         # from_bytes cut a head that has a tail at a line boundary; only the file's end can
         # hold a half-written line.
-        end = len(text)
-        if text and text[-1] not in "\r\n" and (text is chunk.tail or not chunk.tail):
-            end = max(text.rfind("\n"), text.rfind("\r")) + 1
+        partial = bool(text) and text[-1] not in "\r\n" and (text is chunk.tail or not chunk.tail)
+        if "\r" in text:  # \r\n endings, and progress bars that redraw with a bare \r
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        end = text.rfind("\n") + 1 if partial else len(text)
         for line in _trigger_lines(text, end):
             p.line(line)
 
     f = p.facts
+    report.stats = p.stats()
     report.started = bool(
-        p.ready or p.stats or _STARTUP_LINE.search(chunk.head) or _STARTUP_LINE.search(chunk.tail)
+        p.ready
+        or report.stats
+        or _STARTUP_LINE.search(chunk.head)
+        or _STARTUP_LINE.search(chunk.tail)
     )
     report.ready_line = p.ready
     report.listen_url = p.listen_url
     report.version = p.version
     report.served_model = p.names[min(p.names)] if p.names else None
     report.startup = f
-    report.stats = p.stats
     report.failure = p.result()
     report.tail_text = chunk.tail or chunk.head
     return report
