@@ -29,6 +29,7 @@ from hpclaunch.errors import UserError
 __all__ = [
     "ModelInfo",
     "catalog_names",
+    "hf_hub_cache",
     "info_from_config",
     "model_info",
     "resolve_model_id",

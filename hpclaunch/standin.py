@@ -50,6 +50,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1027,12 +1028,27 @@ class _Handler(BaseHTTPRequestHandler):
         request_id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         engine = standin.engines.start(prompt_tokens)
         generated = 0
+        finished = False
+
+        def finish() -> None:
+            # Before the last byte goes out, so a client that reads /metrics right after its
+            # reply sees the request finished, as with vLLM.
+            nonlocal finished
+            if not finished:
+                finished = True
+                standin.engines.finish(engine, prompt_tokens, generated, reason)
+
         try:
             if body.get("stream"):
                 options = body.get("stream_options") or {}
-                generated = self._stream(chat, request_id, model, n, reasoning, answer, reason,
-                                         prompt_tokens, bool(options.get("include_usage")),
-                                         engine)
+
+                def count(produced: int) -> None:
+                    nonlocal generated
+                    generated = produced
+                    finish()
+
+                self._stream(chat, request_id, model, n, reasoning, answer, reason,
+                             prompt_tokens, bool(options.get("include_usage")), engine, count)
             else:
                 for _ in range(n * (len(reasoning) + len(answer))):
                     self._tick(engine)
@@ -1040,13 +1056,14 @@ class _Handler(BaseHTTPRequestHandler):
                 usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + generated,
                          "completion_tokens": generated, "prompt_tokens_details": None}
                 choices = [self._choice(chat, i, reasoning, answer, reason) for i in range(n)]
+                finish()
                 self._json(200, {
                     "id": request_id, "object": "chat.completion" if chat else "text_completion",
                     "created": int(time.time()), "model": model, "choices": choices,
                     "usage": usage, "prompt_logprobs": None, "kv_transfer_params": None,
                 })
         finally:
-            standin.engines.finish(engine, prompt_tokens, generated, reason)
+            finish()
 
     def _tick(self, engine: EngineStats) -> None:
         standin = self.server.standin
@@ -1071,7 +1088,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, chat: bool, request_id: str, model: str, n: int, reasoning: list[str],
                 answer: list[str], reason: str, prompt_tokens: int, include_usage: bool,
-                engine: EngineStats) -> int:
+                engine: EngineStats, done: Callable[[int], None]) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("cache-control", "no-cache")
@@ -1111,15 +1128,15 @@ class _Handler(BaseHTTPRequestHandler):
                             delta["reasoning"] = token
                         event([piece(i, delta if chat else {"content": token})])
                 event([piece(i, {}, reason)])
+            done(generated)
             if include_usage:
                 event([], {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens
                            + generated, "completion_tokens": generated})
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            done(generated)
         self._access(200)
-        return generated
 
 
 class _Server(ThreadingHTTPServer):

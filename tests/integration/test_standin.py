@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -370,6 +371,23 @@ def test_metrics_count_the_tokens_requests_used(standin: Any) -> None:
     _, kv_lines = _printed_kv(s)
     assert blocks * 16 == int(kv_lines[0]["tokens"].replace(",", ""))
     assert 'block_size="16"' in info and 'model_name="m"' in info
+
+
+def test_a_request_in_flight_shows_as_running_and_using_kv_cache(standin: Any) -> None:
+    s = standin("--served-model-name", "m", env={"HPCLAUNCH_STANDIN_TOKEN_DELAY": "0.05"})
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(s.chat("slow " * 20, "m")[0]))
+    worker.start()
+    deadline = time.monotonic() + 3
+    running = 0.0
+    while time.monotonic() < deadline and not running:
+        text = s.request("/metrics")[1].decode()
+        running = _metric(text, "vllm:num_requests_running")
+    assert running == 1
+    assert _metric(text, "vllm:kv_cache_usage_perc") > 0
+    worker.join(timeout=5)
+    assert done == [200]
+    assert _metric(s.request("/metrics")[1].decode(), "vllm:num_requests_running") == 0
 
 
 def test_every_request_is_recorded_with_its_model_and_key(standin: Any, tmp_path: Path) -> None:
