@@ -196,12 +196,13 @@ def strip_prefix(line: str) -> tuple[str | None, str | None, str]:
 
 @dataclass
 class StartupFacts:
-    """What vLLM printed about memory while starting.
+    """What vLLM printed while starting: memory, KV cache capacity, timings, two notices.
 
     The lists hold one value per printing process, in log order: ``kv_cache_tokens`` and
     ``max_concurrency`` are printed once per engine (a DP=4 server prints four), and
     ``kv_cache_gib`` once per worker (TP workers each print theirs).  Scalars are the first value
-    seen.
+    seen.  ``stats_disabled``: vLLM said it will not log stats (more than one API server);
+    ``simulated``: the log comes from hpclaunch's vLLM stand-in, not a real server.
     """
 
     model_load_gib: float | None = None
@@ -286,7 +287,14 @@ class Failure:
 
 @dataclass
 class LogReport:
-    """Everything :func:`parse` learnt from one :class:`LogChunk`."""
+    """Everything :func:`parse` learnt from one :class:`LogChunk`.
+
+    ``started``: any vLLM log line was seen.  ``ready_line``: uvicorn's "Application startup
+    complete." was seen (the port accepts connections from then on; callers still probe
+    /health).  ``listen_url``, ``version`` and ``served_model`` are None until printed.
+    ``stats`` maps an engine to its last stats line.  ``failure`` is the most root cause found,
+    or None.  ``tail_text`` is the text :meth:`last_lines` reads.
+    """
 
     exists: bool = False
     size: int = 0
@@ -416,8 +424,8 @@ def _unknown_flag(m: re.Match[str], _level: str | None) -> tuple[str, str]:
     flags = m[1].strip()
     return (
         f"this vLLM does not know {flags}",
-        f"remove or rename {flags}; check `vllm serve --help=all` with the cluster's vLLM "
-        "(e.g. --swap-space was removed after 0.11)",
+        f"remove or rename {flags}: flags differ between vLLM versions, and "
+        "`vllm serve --help=all` on the cluster lists the ones it knows",
     )
 
 
@@ -571,8 +579,8 @@ def _slurm_oom(m: re.Match[str], _level: str | None) -> tuple[str, str]:
     )
 
 
-def _cancel_kind(why: str | None) -> str:
-    return why if why in (None, "TIME LIMIT", "PREEMPTION") else "OTHER"  # type: ignore[return-value]
+def _cancel_kind(why: str | None) -> str | None:
+    return why if why in (None, "TIME LIMIT", "PREEMPTION") else "OTHER"
 
 
 def _slurm_cancel(
@@ -1050,17 +1058,16 @@ def parse(chunk: LogChunk, now: datetime | None = None) -> LogReport:
     if not chunk.exists:
         return report
     p = _Parser(now or datetime.now())
-    for text in (chunk.head, chunk.tail):
-        # from_bytes cut a head that has a tail at a line boundary; only the file's end can
-        # hold a half-written line.
-        partial = bool(text) and text[-1] not in "\r\n" and (text is chunk.tail or not chunk.tail)
+    # from_bytes cut a head that has a tail at a line boundary: only the text that ends at the
+    # end of the file can hold a half-written line.
+    for text, at_end in ((chunk.head, not chunk.tail), (chunk.tail, True)):
+        partial = at_end and bool(text) and text[-1] not in "\r\n"
         if "\r" in text:  # \r\n endings, and progress bars that redraw with a bare \r
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         end = text.rfind("\n") + 1 if partial else len(text)
         for line in _trigger_lines(text, end):
             p.line(line)
 
-    f = p.facts
     report.stats = p.stats()
     report.started = bool(
         p.ready
@@ -1072,7 +1079,7 @@ def parse(chunk: LogChunk, now: datetime | None = None) -> LogReport:
     report.listen_url = p.listen_url
     report.version = p.version
     report.served_model = p.names[min(p.names)] if p.names else None
-    report.startup = f
+    report.startup = p.facts
     report.failure = p.result()
     report.tail_text = chunk.tail or chunk.head
     return report
