@@ -58,7 +58,8 @@ class SlurmScheduler(Scheduler):
     def directives(self, plan: Plan) -> list[str]:
         """See :meth:`Scheduler.directives`; values are validated, never escaped."""
         cluster, res = self.cluster, plan.resources
-        out = plan.results_dir.rstrip("/") or "."
+        # Checked up front so that an unusable results dir is named as such.
+        out = _value("results-dir", plan.results_dir.rstrip("/") or ".")
         options: dict[str, Any] = {
             "job-name": f"hpcl-{plan.name}",
             "partition": res.get("partition", cluster.partition),

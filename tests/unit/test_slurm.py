@@ -314,7 +314,7 @@ def test_hostile_directive_values_are_refused(key: str, weird: str) -> None:
 def test_results_dir_that_a_directive_cannot_carry_is_refused_with_the_reason() -> None:
     cluster = ClusterProfile(name="hpc", scheduler="slurm", gpus_per_node=4)
     plan = plan_for(cluster=cluster)
-    with pytest.raises(UserError, match=r"chdir value '/scratch/my results'"):
+    with pytest.raises(UserError, match=r"results-dir value '/scratch/my results'"):
         SlurmScheduler(cluster, None).render(plan, "/scratch/my results")  # type: ignore
 
 
