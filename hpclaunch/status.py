@@ -186,7 +186,7 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
 def _scheduler_killed(reason: str) -> bool:
     upper = reason.upper()
     return any(word in upper for word in ("TIMEOUT", "TIME LIMIT", "WALLTIME", "NODE_FAIL",
-                                          "OUT_OF_MEMORY", "PREEMPT", "BOOT_FAIL"))
+                                          "OUT_OF_MEMORY", "PREEMPT", "BOOT_FAIL", "JOB_EXEC"))
 
 
 def _last_lines_hint(report: LogReport | None) -> str:

@@ -469,3 +469,32 @@ def test_dry_run_under_home_shows_the_tilde_path() -> None:
     script = PBSScheduler(replace(cluster), CannedTransport()).render(  # type: ignore[arg-type]
         plan, "~/hpclaunch_results")
     assert "#PBS -o ~/hpclaunch_results/hpclaunch_x.pbs.out" in header(script)
+
+
+# -- what status makes of a finished PBS job ------------------------------------------------
+
+@pytest.mark.parametrize(("attrs", "exit_file", "state", "words"), [
+    # Only "C" and the job's own exit file: a clean stop, or vLLM failing.
+    ({"job_state": "C"}, "0", "ENDED", "vLLM exited normally"),
+    ({"job_state": "C"}, "1", "FAILED", "vLLM exited with status 1"),
+    # PBS killed it or never ran it: the server's words, even without an exit file.
+    ({"job_state": "F", "Exit_status": "-29"}, None, "FAILED", "WALLTIME exceeded"),
+    ({"job_state": "C", "exit_status": "-11"}, "143", "FAILED", "WALLTIME exceeded"),
+    ({"job_state": "F", "Exit_status": "-1"}, None, "FAILED", "JOB_EXEC_FAIL1"),
+    ({"job_state": "F", "Exit_status": "-27"}, None, "FAILED", "JOB_EXEC_KILL_MEM"),
+])
+def test_finished_pbs_job_becomes_ended_or_failed(tmp_path: Path, attrs: dict[str, str],
+                                                    exit_file: str | None, state: str,
+                                                    words: str) -> None:
+    from hpclaunch.registry import Record
+    from hpclaunch.status import observe
+    from hpclaunch.transport import LocalTransport
+
+    dialect = "pbspro" if attrs["job_state"] == "F" else "torque"
+    rec = Record(name="e", model="m", model_id="m", served_model_name="e", preset="p",
+                 cluster="site", scheduler="pbs", pbs_dialect=dialect, job_id="7.pbs",
+                 results_dir=str(tmp_path))
+    if exit_file is not None:
+        (tmp_path / "e.exit").write_text(exit_file + "\n")
+    obs = observe(rec, job_state(attrs, dialect), LocalTransport(), probe=False)
+    assert obs.state == state and words in obs.reason
