@@ -381,44 +381,7 @@ def chat(name: str, message: str, max_tokens: int) -> None:
     click.echo(resolve(name).chat(message, max_tokens=max_tokens))
 
 
-@cli.group(invoke_without_command=True)
-@click.pass_context
-def presets(ctx: click.Context) -> None:
-    """List presets (built-in and from the config dir); `presets show NAME` for one."""
-    if ctx.invoked_subcommand:
-        return
-    from hpclaunch.presets import load_preset, preset_names
-
-    rows = []
-    for name in preset_names():
-        p = load_preset(name)
-        rows.append([name, f"dp{p.layout['dp']} tp{p.layout['tp']} pp{p.layout['pp']}",
-                     p.description])
-    click.echo(_table(rows, ["PRESET", "LAYOUT", "DESCRIPTION"]))
-
-
-@presets.command("show")
-@click.argument("name", shell_complete=complete_names)
-def presets_show(name: str) -> None:
-    """Print the preset's YAML and the vLLM flags it renders."""
-    from pathlib import Path
-
-    from hpclaunch.plan import _flag_to_args
-    from hpclaunch.presets import load_preset
-
-    p = load_preset(name)
-    click.echo(f"# {p.source}")
-    click.echo(Path(p.source).read_text().rstrip())
-    flags: list[str] = []
-    for key, flag in (("dp", "data-parallel-size"), ("tp", "tensor-parallel-size"),
-                      ("pp", "pipeline-parallel-size")):
-        if p.layout[key] > 1:
-            flags += [f"--{flag}", str(p.layout[key])]
-    for flag in sorted(p.vllm):
-        flags += _flag_to_args(flag, p.vllm[flag])
-    import shlex
-
-    click.echo(f"\n# vLLM flags: {shlex.join(flags)}")
+# `presets` and `presets show` live in cli_plan.py with plan, check and suggest.
 
 
 @cli.command()
