@@ -290,6 +290,10 @@ def _quantization(cfg: dict[str, Any]) -> tuple[str | None, int | None]:
         return None, None
     method = str(qc.get("quant_method") or qc.get("format") or "unknown").lower()
     bits = qc.get("bits") or qc.get("w_bit") or qc.get("weight_bits")
+    if qc.get("load_in_4bit"):  # bitsandbytes
+        bits = 4
+    elif qc.get("load_in_8bit"):
+        bits = 8
     if method in ("compressed-tensors", "compressed_tensors"):
         # Read the first weight scheme: 8-bit float weights are FP8, else keep the method.
         for group in (qc.get("config_groups") or {}).values():
