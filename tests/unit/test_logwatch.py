@@ -7,6 +7,7 @@ formats); each file's leading ``#`` lines name its sources and are not part of t
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -120,8 +121,27 @@ def test_strip_prefix_handles_every_vllm_and_uvicorn_prefix(
 # Successful startups, all formats
 # --------------------------------------------------------------------------------------------
 
-STARTUP_CASES = {
-    "ok_v033_single.log": dict(
+
+@dataclass(frozen=True)
+class Expected:
+    """What a healthy sample must yield."""
+
+    version: str
+    served_model: str | None
+    listen_url: str
+    model_load_gib: float
+    model_load_seconds: float | None
+    kv_cache_gib: list[float]
+    kv_cache_tokens: list[int]
+    max_concurrency: list[float]
+    for_tokens: int
+    graph: tuple[float, float]
+    init_engine_seconds: float | None
+    engines: list[str]
+
+
+STARTUP_CASES: dict[str, Expected] = {
+    "ok_v033_single.log": Expected(
         version="0.33.0",
         served_model="qwen3-vl",
         listen_url="http://0.0.0.0:8011",
@@ -135,7 +155,7 @@ STARTUP_CASES = {
         init_engine_seconds=45.67,
         engines=["000"],
     ),
-    "ok_v033_dp4.log": dict(
+    "ok_v033_dp4.log": Expected(
         version="0.33.0",
         served_model="Qwen/Qwen3-VL-2B-Thinking",
         listen_url="http://0.0.0.0:8011",
@@ -149,7 +169,7 @@ STARTUP_CASES = {
         init_engine_seconds=37.90,
         engines=["000", "001", "002", "003"],
     ),
-    "ok_v011.log": dict(
+    "ok_v011.log": Expected(
         version="0.11.0",
         served_model="zai-org/GLM-4.1V-9B-Thinking",
         listen_url="http://0.0.0.0:8000",
@@ -163,7 +183,7 @@ STARTUP_CASES = {
         init_engine_seconds=25.99,
         engines=["000"],
     ),
-    "ok_v08.log": dict(
+    "ok_v08.log": Expected(
         version="0.8.3",
         served_model="qwen2.5-7b",
         listen_url="http://0.0.0.0:8000",
@@ -177,7 +197,7 @@ STARTUP_CASES = {
         init_engine_seconds=40.12,
         engines=["0"],
     ),
-    "ok_v07_v1.log": dict(
+    "ok_v07_v1.log": Expected(
         version="0.7.4.dev390+gdebd6bbf",
         served_model=None,
         listen_url="http://0.0.0.0:8000",
@@ -191,7 +211,7 @@ STARTUP_CASES = {
         init_engine_seconds=41.34,
         engines=[],
     ),
-    "ok_v0.log": dict(
+    "ok_v0.log": Expected(
         version="0.6.4.post1",
         served_model="meta-llama/Llama-3.1-8B-Instruct",
         listen_url="http://0.0.0.0:8000",
@@ -216,19 +236,21 @@ def test_startup_facts_are_read_from_every_log_format(name: str) -> None:
     assert r.exists and r.started and r.ready_line
     assert r.failure is None
     assert (r.version, r.served_model, r.listen_url) == (
-        want["version"],
-        want["served_model"],
-        want["listen_url"],
+        want.version,
+        want.served_model,
+        want.listen_url,
     )
-    assert s.model_load_gib == want["model_load_gib"]
-    assert s.model_load_seconds == want["model_load_seconds"]
-    assert s.kv_cache_gib == want["kv_cache_gib"]
-    assert s.kv_cache_tokens == want["kv_cache_tokens"]
-    assert s.max_concurrency == want["max_concurrency"]
-    assert s.for_tokens == want["for_tokens"]
-    assert (s.graph_capture_seconds, s.graph_capture_gib) == want["graph"]
-    assert s.init_engine_seconds == want["init_engine_seconds"]
-    assert sorted(r.stats) == want["engines"]
+    assert (s.model_load_gib, s.model_load_seconds) == (
+        want.model_load_gib,
+        want.model_load_seconds,
+    )
+    assert s.kv_cache_gib == want.kv_cache_gib
+    assert s.kv_cache_tokens == want.kv_cache_tokens
+    assert s.max_concurrency == want.max_concurrency
+    assert s.for_tokens == want.for_tokens
+    assert (s.graph_capture_seconds, s.graph_capture_gib) == want.graph
+    assert s.init_engine_seconds == want.init_engine_seconds
+    assert sorted(r.stats) == want.engines
     assert not s.stats_disabled and not s.simulated
 
 
@@ -349,7 +371,9 @@ def test_aggregated_engines_line_is_already_a_total() -> None:
         ),
     ],
 )
-def test_optional_stats_fields_parse_wherever_they_appear(fields: str, check: dict) -> None:
+def test_optional_stats_fields_parse_wherever_they_appear(
+    fields: str, check: dict[str, float | None]
+) -> None:
     r = parse_text(
         "(APIServer pid=1) INFO 11-25 12:00:00 [loggers.py:330] Engine 002: Avg prompt "
         f"throughput: 10.0 tokens/s, Avg generation throughput: 20.0 tokens/s, {fields}\n"
