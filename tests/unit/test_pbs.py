@@ -498,3 +498,19 @@ def test_finished_pbs_job_becomes_ended_or_failed(tmp_path: Path, attrs: dict[st
         (tmp_path / "e.exit").write_text(exit_file + "\n")
     obs = observe(rec, job_state(attrs, dialect), LocalTransport(), probe=False)
     assert obs.state == state and words in obs.reason
+
+
+def test_node_host_is_the_first_host_of_pbs_nodefile(tmp_path: Path) -> None:
+    line = next(ln for ln in render("pbspro_single_gpu").splitlines()
+                if ln.startswith("NODE_HOST="))
+    nodefile = tmp_path / "nodefile"
+    nodefile.write_text("x3006c0s13b0n0.hsn.cm.polaris.alcf.anl.gov\n" * 4 + "x3006c0s19b0n0\n")
+    run = ["bash", "-c", f'set -uo pipefail; {line}; echo "$NODE_HOST"']
+    with_file = subprocess.run(run, env={"PATH": "/usr/bin:/bin", "PBS_NODEFILE": str(nodefile)},
+                               capture_output=True, text=True, check=True).stdout.strip()
+    assert with_file == "x3006c0s13b0n0.hsn.cm.polaris.alcf.anl.gov"
+    without = subprocess.run(run, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                             check=True).stdout.strip()
+    assert without and without == subprocess.run(
+        ["bash", "-c", "hostname -f 2>/dev/null || hostname"], capture_output=True, text=True,
+        check=True).stdout.strip()

@@ -47,7 +47,7 @@ else:
     sys.exit(1)
 ' "$1"
 }
-NODE_HOST="$(hostname -f 2>/dev/null || hostname)"
+NODE_HOST="$(head -n 1 "${PBS_NODEFILE:-/dev/null}" 2>/dev/null | grep . || hostname -f 2>/dev/null || hostname)"
 STOPPING=0
 VLLM_PID=""
 trap 'STOPPING=1; kill -TERM "$VLLM_PID" 2>/dev/null' TERM INT
