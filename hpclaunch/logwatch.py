@@ -579,28 +579,21 @@ def _slurm_oom(m: re.Match[str], _level: str | None) -> tuple[str, str]:
     )
 
 
-def _cancel_kind(why: str | None) -> str | None:
-    return why if why in (None, "TIME LIMIT", "PREEMPTION") else "OTHER"
-
-
 def _slurm_cancel(
-    kind: str | None, fix: str
+    kind: str, fix: str
 ) -> Callable[[re.Match[str], str | None], tuple[str, str] | None]:
-    """Build the rule for ``*** JOB N ON host CANCELLED AT t [DUE TO why] ***`` of one ``kind``.
+    """Build the rule for ``*** JOB N ON host CANCELLED AT t DUE TO why ***`` of one ``kind``.
 
-    One rule per kind gives each its own priority, so a "DUE TO TIME LIMIT" beats the plain
-    "*** STEP N.0 ... CANCELLED ***" that srun prints next to it, whichever comes first.
+    ``kind`` is "TIME LIMIT", "PREEMPTION" or "OTHER" (node failure, ...); one rule per kind
+    gives each its own priority.  A cancel without "DUE TO" matches none of them.
     """
-    causes = {
-        None: "was cancelled",
-        "TIME LIMIT": "reached its time limit",
-        "PREEMPTION": "was preempted",
-    }
+    causes = {"TIME LIMIT": "reached its time limit", "PREEMPTION": "was preempted"}
 
     def build(m: re.Match[str], _level: str | None) -> tuple[str, str] | None:
-        if _cancel_kind(m[4]) != kind:
+        why = m[4]
+        if why is None or (why if why in causes else "OTHER") != kind:
             return None
-        cause = causes.get(m[4], f"was cancelled due to {str(m[4]).lower()}")
+        cause = causes.get(why, f"was cancelled due to {why.lower()}")
         return f"Slurm job {m[1]} on {m[2]} {cause} at {m[3]}", fix
 
     return build
@@ -706,8 +699,7 @@ _RULES: tuple[_Rule, ...] = (
           _slurm_cancel("PREEMPTION", "resubmit, or use a partition/QOS that is not preemptible")),
     _Rule(74, "killed_by_scheduler", ("CANCELLED AT",), _SLURM_CANCEL,
           _slurm_cancel("OTHER", "resubmit; if it repeats, ask the cluster admins about the node")),
-    _Rule(75, "killed_by_scheduler", ("CANCELLED AT",), _SLURM_CANCEL,
-          _slurm_cancel(None, "it was cancelled (scancel); resubmit if that was not intended")),
+    # A plain "CANCELLED AT t ***" (no DUE TO) is scancel, e.g. `hpclaunch stop`: not a failure.
     _Rule(80, "engine_dead", _DEAD, re.compile("EngineDeadError"), _engine_dead),
     _Rule(85, "engine_start_failed", _START, re.compile("|".join(_START)), _engine_start),
 )

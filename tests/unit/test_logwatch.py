@@ -482,12 +482,14 @@ def test_time_limit_beats_the_plain_step_cancel_printed_before_it() -> None:
     assert f is not None and "time limit" in f.reason
 
 
-def test_slurm_preemption_and_plain_cancel_are_told_apart() -> None:
+def test_slurm_kills_are_failures_but_a_plain_cancel_is_a_stop() -> None:
     line = "slurmstepd: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-25T10:00:00{} ***\n"
-    pre = parse_text(line.format(" DUE TO PREEMPTION"))
-    plain = parse_text(line.format(""))
-    assert pre.failure is not None and "preempted" in pre.failure.reason
-    assert plain.failure is not None and "was cancelled at" in plain.failure.reason
+    preempted = parse_text(line.format(" DUE TO PREEMPTION")).failure
+    node = parse_text(line.format(" DUE TO NODE FAILURE")).failure
+    assert preempted is not None and "preempted" in preempted.reason
+    assert node is not None and "due to node failure" in node.reason
+    # scancel (as `hpclaunch stop` does) prints no reason: that is the user's stop, not a failure
+    assert parse_text(line.format("")).failure is None
 
 
 def test_a_vllm_cause_beats_the_scheduler_kill_that_followed() -> None:
