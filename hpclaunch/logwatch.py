@@ -712,6 +712,8 @@ _FACT_WORDS = (
     "Avg prompt throughput",
     "Prefix cache hit rate: GPU",
     "Application startup complete",
+    "Shutting down",
+    "application shutdown",
     "KV cache",
     "blocks: ",
     "Maximum concurrency",
@@ -855,6 +857,7 @@ class _Parser:
         self.first_exc: str | None = None  # first root-cause exception since start or readiness
         self.last_exc: str | None = None  # latest root-cause exception
         self.oom_loading = False  # "Failed to load model - not enough GPU memory" was seen
+        self.stopping = False  # uvicorn began shutting down (a stop, or the end of a failure)
 
     def result(self) -> Failure | None:
         """The failure with the lowest priority, its reason completed with the root cause."""
@@ -891,8 +894,11 @@ class _Parser:
                 self.v0_prefix_hit = None
         elif m := _V0_PREFIX_HIT.match(msg):
             self.v0_prefix_hit = float(m[1])
+        elif msg.startswith(("Shutting down", "Waiting for application shutdown")):
+            self.stopping = True
         elif msg.startswith("Application startup complete"):
             self.ready = True
+            self.stopping = False
             self.failures.clear()
             self.first_exc = None
             self.in_traceback = False
@@ -999,6 +1005,10 @@ class _Parser:
             self.in_traceback = False
         hit = _match_rules(level, msg)
         if hit is None or hit[0] in self.failures:
+            return
+        if self.stopping and hit[1].code != "killed_by_scheduler":
+            # Requests cut off by a stop log errors too; a real death is logged before the
+            # shutdown it causes.  The scheduler's notice may race uvicorn's, so it still counts.
             return
         priority, failure = hit
         if failure.code == "engine_dead" and self.last_exc:

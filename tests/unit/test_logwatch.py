@@ -541,6 +541,22 @@ def test_allowed_long_context_warning_is_not_a_failure_but_the_error_is() -> Non
     assert parse_text(error).failure.code == "max_model_len_too_long"  # type: ignore[union-attr]
 
 
+def test_errors_after_a_shutdown_began_are_the_stop_not_a_failure() -> None:
+    ready = "(APIServer pid=1) INFO:     Application startup complete.\n"
+    dead = (
+        "(APIServer pid=1) ERROR 10-20 03:20:50 [async_llm.py:485] vllm.v1.engine.exceptions."
+        "EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root "
+        "cause.\n"
+    )
+    stop = "(APIServer pid=1) INFO:     Shutting down\n"
+    assert parse_text(ready + stop + dead).failure is None
+    died = parse_text(ready + dead + stop).failure  # the death came first and caused the stop
+    assert died is not None and died.code == "engine_dead"
+    late_notice = "slurmstepd: error: *** JOB 7 ON vm CANCELLED AT t DUE TO TIME LIMIT ***\n"
+    killed = parse_text(ready + stop + dead + late_notice).failure
+    assert killed is not None and killed.code == "killed_by_scheduler"
+
+
 def test_engine_dead_after_readiness_keeps_the_last_stats() -> None:
     r = parse_sample("fail_engine_dead.log")
     assert r.ready_line
