@@ -96,15 +96,17 @@ def advise(
     out += _load(report, max_num_seqs)
     if tp > 1 and params_b is not None and params_b < SMALL_MODEL_B:
         totals = report.totals()
-        numbers: dict[str, float | int] = {"params_b": params_b, "tp": tp}
+        gpus = dp * tp
+        numbers: dict[str, float | int] = {"params_b": params_b, "tp": tp, "dp": dp}
         if totals is not None:
             numbers["gen_tps"] = totals.gen_tps
         out.append(
             Advice(
-                "warn",
+                "info",
                 f"a {params_b:g}B model fits on one GPU: TP={tp} splits every layer across GPUs "
-                f"and spends its time on communication; --data-parallel-size {tp} with TP=1 "
-                f"runs {tp} full copies for up to ~{tp}x the throughput",
+                "and spends time on communication, which only pays off for single-request "
+                f"latency; for throughput use --data-parallel-size {gpus} with TP=1 ({gpus} "
+                f"full copies, up to ~{tp}x the throughput of this layout)",
                 numbers,
                 "use_dp",
             )

@@ -156,6 +156,8 @@ def test_small_model_with_tensor_parallelism_is_told_to_use_data_parallelism() -
     assert a.numbers["tp"] == 4 and a.numbers["params_b"] == 2.0
     assert a.numbers["gen_tps"] == 567.8
     assert "--data-parallel-size 4" in a.message
+    hybrid = by_code(advise(r, max_num_seqs=32, dp=2, tp=2, params_b=2.0))["use_dp"]
+    assert "--data-parallel-size 4 with TP=1" in hybrid.message  # all 4 GPUs as copies
     assert "use_dp" not in by_code(advise(r, max_num_seqs=32, dp=1, tp=4, params_b=70.0))
     assert "use_dp" not in by_code(advise(r, max_num_seqs=32, dp=4, tp=1, params_b=2.0))
 
