@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hpclaunch.logwatch import LogReport
+from hpclaunch.logwatch import LogReport, StatsTotals
 
 __all__ = ["Advice", "advise", "suggested_batch"]
 
@@ -91,11 +91,11 @@ def advise(
     params_b
         Model size in billions of parameters, if known.
     """
+    totals = report.totals()
     out: list[Advice] = []
-    out += _capacity(report, max_num_seqs, dp)
-    out += _load(report, max_num_seqs)
+    out += _capacity(report, totals, max_num_seqs, dp)
+    out += _load(totals, max_num_seqs)
     if tp > 1 and params_b is not None and params_b < SMALL_MODEL_B:
-        totals = report.totals()
         gpus = dp * tp
         numbers: dict[str, float | int] = {"params_b": params_b, "tp": tp, "dp": dp}
         if totals is not None:
@@ -125,7 +125,9 @@ def advise(
     return out
 
 
-def _capacity(report: LogReport, max_num_seqs: int | None, dp: int) -> list[Advice]:
+def _capacity(
+    report: LogReport, t: StatsTotals | None, max_num_seqs: int | None, dp: int
+) -> list[Advice]:
     """What the KV cache holds at full length, from the startup "Maximum concurrency" lines."""
     facts = report.startup
     if not facts.max_concurrency:
@@ -157,7 +159,6 @@ def _capacity(report: LogReport, max_num_seqs: int | None, dp: int) -> list[Advi
     # The capacity is a worst case (every request at max_model_len).  Measured usage that stays
     # in the target without preemptions shows the real requests are shorter, and then the
     # usage-based advice in _load is the better guide, so the bound does not warn.
-    t = report.totals()
     coping = (
         t is not None
         and t.running > 0
@@ -181,9 +182,8 @@ def _capacity(report: LogReport, max_num_seqs: int | None, dp: int) -> list[Advi
     return out
 
 
-def _load(report: LogReport, max_num_seqs: int | None) -> list[Advice]:
+def _load(t: StatsTotals | None, max_num_seqs: int | None) -> list[Advice]:
     """Advice from the latest periodic stats: KV usage, queueing, preemptions."""
-    t = report.totals()
     if t is None or (t.running == 0 and t.waiting == 0):
         return []  # no stats yet, or idle: usage says nothing about the batch size
     usage, running = t.kv_usage_pct, t.running
