@@ -93,6 +93,10 @@ class ClusterProfile:
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
                 raise UserError(f"{source}: cluster {name!r} has unknown key {key!r}{hint}")
             kwargs[attr] = value
+        limit = kwargs.get("time_limit")
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            # YAML 1.1 read an unquoted 1:00:00 as 3600 seconds: turn it back.
+            kwargs["time_limit"] = f"{limit // 3600}:{limit % 3600 // 60:02d}:{limit % 60:02d}"
         profile = cls(**kwargs)
         if profile.scheduler not in SCHEDULERS:
             raise UserError(

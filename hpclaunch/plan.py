@@ -28,6 +28,7 @@ RESERVED_FLAGS = {"port": "the job picks the port on the node (use --set port=N 
                              "command line",
                   "host": "set bind_host in the cluster profile"}
 DEFAULT_PORT = 8000
+RAW_STRING_KEYS = {"time-limit", "mem", "partition", "account", "qos", "queue", "filesystems"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,11 +94,16 @@ def parse_assignments(items: list[str], what: str = "--set") -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"{what} takes KEY=VALUE, got {item!r}")
+        name = key.strip().lstrip("-").replace("_", "-")
+        if name in RAW_STRING_KEYS:
+            # YAML 1.1 reads 1:00:00 as 3600 (base 60); a time limit stays as written.
+            result[name] = value.strip()
+            continue
         try:
             parsed = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             parsed = value
-        result[key.strip().lstrip("-").replace("_", "-")] = parsed
+        result[name] = parsed
     return result
 
 

@@ -69,3 +69,13 @@ def test_hostile_values_survive_as_data(tmp_path: Path, weird: str) -> None:
 def test_undefined_template_variable_is_an_error() -> None:
     with pytest.raises(UserError, match="undefined"):
         render_template("local.sh.j2", {"name": "x"})
+
+
+def test_time_limits_stay_as_written() -> None:
+    """YAML 1.1 reads 1:00:00 as 3600; --set and clusters.yaml must not turn it into hours."""
+    from hpclaunch.plan import parse_assignments
+
+    assert parse_assignments(["time-limit=1:00:00"]) == {"time-limit": "1:00:00"}
+    assert parse_assignments(["max-num-seqs=64"]) == {"max-num-seqs": 64}
+    profile = ClusterProfile.from_mapping("c", {"time-limit": 3600 + 30 * 60}, "clusters.yaml")
+    assert profile.time_limit == "1:30:00"
