@@ -49,7 +49,11 @@ DIRECTIVE_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:,=/@+%-]+$")
 
 
 def directive_value(key: str, value: Any) -> str:
+    """``value`` if it is safe in a directive line; a results dir under ``~`` (seen
+    only in --dry-run, before the transport expands it) is shown as is."""
     text = str(value)
+    if text.startswith("~/"):
+        return "~/" + directive_value(key, text[2:])
     if not DIRECTIVE_VALUE_RE.match(text):
         raise UserError(
             f"{key} value {text!r} has characters a job directive cannot carry safely; "
@@ -116,7 +120,12 @@ class Scheduler:
         return lines
 
     def render(self, plan: Plan, results_dir: str) -> str:
+        from dataclasses import replace
+
         from hpclaunch.render import Raw, render_template
+
+        # Directives (output files, working dir) name files in the results dir.
+        plan = replace(plan, results_dir=results_dir)
 
         context: dict[str, Any] = {
             "name": plan.name,

@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import signal
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpclaunch.errors import UserError
@@ -71,9 +70,6 @@ class PBSScheduler(Scheduler):
                             f"torque, not {self.dialect!r}")
         self._json = self.dialect == "pbspro"  # until qstat refuses -F json
 
-    def render(self, plan: Plan, results_dir: str) -> str:
-        # `-o` names a file in the results dir.
-        return super().render(replace(plan, results_dir=results_dir), results_dir)
 
     def template_context(self, plan: Plan) -> dict[str, Any]:
         return {"dialect": "PBS Pro" if self.dialect == "pbspro" else "Torque"}
@@ -111,14 +107,14 @@ class PBSScheduler(Scheduler):
         if self.dialect == "pbspro":
             lines.append(("-k", "doe"))  # write the output file directly, not at the end
         lines += [("-j", "oe"), ("-o", _output_path(plan.results_dir, plan.name))]
-        return [f"#PBS {flag} {_value(flag, value)}" for flag, value in lines
+        return [f"#PBS {flag} {directive_value(flag, value)}" for flag, value in lines
                 if value is not None and value != ""]
 
     def submit_argv(self, script_path: str) -> list[str]:
         # slurm-wlm-torque ignores `#PBS -o/-j` (and builds a shell string from its
         # arguments); on the command line both work everywhere.
-        out = _value("-o", f"{script_path.rsplit('/', 1)[0]}/{_stem(script_path)}.pbs.out")
-        return ["qsub", "-j", "oe", "-o", out, _value("script path", script_path)]
+        out = directive_value("-o", f"{script_path.rsplit('/', 1)[0]}/{_stem(script_path)}.pbs.out")
+        return ["qsub", "-j", "oe", "-o", out, directive_value("script path", script_path)]
 
     def cancel_argv(self, job_id: str) -> list[str]:
         return ["qdel", job_id]
@@ -179,13 +175,6 @@ def _check_qstat(result: Result) -> None:
     raise UserError(f"qstat exited {result.returncode}: {words[0].strip()} "
                     "(endpoint states were not updated; is the PBS server reachable?)")
 
-
-def _value(flag: str, value: Any) -> str:
-    """A directive value; a results dir under ``~`` (only seen in --dry-run) is shown as is."""
-    text = str(value)
-    if text.startswith("~/"):
-        return "~/" + directive_value(flag, text[2:])
-    return directive_value(flag, text)
 
 
 def _stem(script_path: str) -> str:

@@ -12,7 +12,6 @@ then decide ENDED or FAILED (see :mod:`hpclaunch.status`).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpclaunch.errors import UserError
@@ -51,15 +50,12 @@ class SlurmScheduler(Scheduler):
         super().__init__(*args, **kwargs)
         self._accounting = True  # until sacct says it is disabled
 
-    def render(self, plan: Plan, results_dir: str) -> str:
-        # The output/error directives name files in the results dir.
-        return super().render(replace(plan, results_dir=results_dir), results_dir)
 
     def directives(self, plan: Plan) -> list[str]:
         """See :meth:`Scheduler.directives`; values are validated, never escaped."""
         cluster, res = self.cluster, plan.resources
         # Checked up front so that an unusable results dir is named as such.
-        out = _value("results-dir", plan.results_dir.rstrip("/") or ".")
+        out = directive_value("results-dir", plan.results_dir.rstrip("/") or ".")
         options: dict[str, Any] = {
             "job-name": f"hpcl-{plan.name}",
             "partition": res.get("partition", cluster.partition),
@@ -84,8 +80,8 @@ class SlurmScheduler(Scheduler):
         else:
             raise UserError(f"cluster {cluster.name!r}: gpu-directive must be one of "
                             f"{', '.join(GPU_DIRECTIVES)}, not {cluster.gpu_directive!r}")
-        return [f"#SBATCH --{key}={_value(key, value)}" for key, value in sorted(options.items())
-                if value is not None and value != ""]
+        return [f"#SBATCH --{key}={directive_value(key, value)}"
+                for key, value in sorted(options.items()) if value is not None and value != ""]
 
     def submit_argv(self, script_path: str) -> list[str]:
         return ["sbatch", "--parsable", script_path]
@@ -136,13 +132,6 @@ class SlurmScheduler(Scheduler):
             return {}
         return parse_sacct(result.stdout, job_ids)
 
-
-def _value(key: str, value: Any) -> str:
-    """A directive value; a results dir under ``~`` (only seen in --dry-run) is shown as is."""
-    text = str(value)
-    if text.startswith("~/"):
-        return "~/" + directive_value(key, text[2:])
-    return directive_value(key, text)
 
 
 def decode_wait_status(raw: str) -> int | None:
