@@ -30,6 +30,9 @@ class SubmitResult:
     script_path: str = ""
 
 
+STATUS_FAILURE_BUDGET = 3  # consecutive failed status queries before `wait` gives up
+
+
 class PreflightFailed(UserError):
     """One or more preflight errors; each is one line."""
 
@@ -195,8 +198,15 @@ def refresh(
     registry: Registry | None = None,
     probe: bool = True,
     observations: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
 ) -> list[Record]:
-    """Bring the named (or all live) endpoints up to date; one status call per cluster."""
+    """Bring the named (or all live) endpoints up to date; one status call per cluster.
+
+    With a ``warnings`` list, a cluster that cannot be asked (login node down,
+    slurmctld not answering) adds a line there and its endpoints keep their stored
+    state, so one bad cluster does not hide the others; without it, the error is
+    raised.
+    """
     from hpclaunch.schedulers import scheduler_for
     from hpclaunch.status import apply, observe
     from hpclaunch.transport import transport_for
@@ -215,12 +225,24 @@ def refresh(
     groups: dict[tuple[str, str, str], list[Record]] = {}
     for rec in live:
         groups.setdefault((rec.cluster, rec.scheduler, rec.pbs_dialect), []).append(rec)
-    for recs in groups.values():
-        profile = _profile_of(recs[0], profiles)
-        transport = transport_for(profile)
+    for (cluster_name, _, _), recs in groups.items():
+        try:
+            profile = _profile_of(recs[0], profiles)
+            transport = transport_for(profile)
+        except UserError as exc:
+            if warnings is None:
+                raise
+            warnings.append(f"{cluster_name}: {exc} (states shown as last known)")
+            continue
         try:
             scheduler = scheduler_for(profile, transport)
-            states = scheduler.states([r.job_id for r in recs])
+            try:
+                states = scheduler.states([r.job_id for r in recs])
+            except UserError as exc:
+                if warnings is None:
+                    raise
+                warnings.append(f"{cluster_name}: {exc} (states shown as last known)")
+                continue
             for rec in recs:
                 obs = observe(rec, states.get(rec.job_id, JobState("missing")), transport,
                               probe=probe)
@@ -267,11 +289,19 @@ def wait(
     try:
         scheduler = scheduler_for(profile, transport)
         job: JobState | None = None
-        next_query, query_delay = 0.0, 1.0
+        next_query, query_delay, failures = 0.0, 1.0, 0
         while True:
             now = time.monotonic()
             if job is None or now >= next_query or job.left_queue:
-                job = scheduler.states([rec.job_id])[rec.job_id]
+                try:
+                    job = scheduler.states([rec.job_id])[rec.job_id]
+                    failures = 0
+                except UserError:
+                    # A scheduler hiccup is common on busy clusters: keep the last
+                    # state for a few polls before giving up (psij tolerates 2).
+                    failures += 1
+                    if job is None or failures >= STATUS_FAILURE_BUDGET:
+                        raise
                 next_query, query_delay = now + query_delay, min(query_delay * 2, 10.0)
             obs = observe(rec, job, transport)
             changes = apply(rec, obs)

@@ -239,7 +239,10 @@ def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
     else:
         from hpclaunch import api
 
-        records = api.refresh(registry=registry)
+        warnings: list[str] = []
+        records = api.refresh(registry=registry, warnings=warnings)
+        for warning in warnings:
+            click.echo(f"hpclaunch: warning: {warning}", err=True)
     if not show_all:
         records = [r for r in records if not r.final]
     records.sort(key=lambda r: r.created)

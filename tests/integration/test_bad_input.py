@@ -91,3 +91,26 @@ def test_api_key_flag_is_refused(hpc: HPC) -> None:
     line = one_line_error(hpc("submit", "Qwen3-0.6B", "--preset", "single-gpu", "--simulate",
                               "--vllm-args", "--api-key sk-123", "--dry-run", ok=False))
     assert "VLLM_API_KEY" in line
+
+
+def test_unreachable_cluster_does_not_hide_the_others(hpc: HPC) -> None:
+    """A login node that is down yields a warning; other endpoints still list, exit 0."""
+    import json
+
+    hpc.config_dir.mkdir(parents=True, exist_ok=True)
+    (hpc.config_dir / "clusters.yaml").write_text(
+        "clusters:\n  faraway:\n    scheduler: slurm\n    host: 127.0.0.1\n    port: 1\n"
+        "    user: nobody\n")
+    hpc("submit", "Qwen3-0.6B", "--preset", "single-gpu", "--simulate", "--name", "here")
+    data = json.loads(hpc.registry_path.read_text())
+    far = dict(data["endpoints"]["here"], name="far", cluster="faraway", scheduler="slurm",
+               job_id="12345", state="PENDING")
+    data["endpoints"]["far"] = far
+    hpc.registry_path.write_text(json.dumps(data))
+    out = hpc("endpoints", "--json")
+    names = {e["name"]: e["state"] for e in out.json()}
+    assert names["far"] == "PENDING" and "here" in names
+    assert "faraway" in out.stderr and "Traceback" not in out.stderr
+    # Asking for the unreachable endpoint alone is an error, in one line.
+    line = one_line_error(hpc("status", "far", ok=False))
+    assert "127.0.0.1" in line
