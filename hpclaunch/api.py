@@ -152,10 +152,15 @@ def submit(
         for stale in (f"{plan.name}.endpoint.json", f"{plan.name}.exit"):
             transport.remove(f"{results_dir}/{stale}")
         api_key = secrets.token_urlsafe(24)
-        transport.write_file(f"{results_dir}/{plan.name}.key", api_key.encode(), 0o600)
+        key_path = f"{results_dir}/{plan.name}.key"
+        transport.write_file(key_path, api_key.encode(), 0o600)
         script_path = f"{results_dir}/hpclaunch_{plan.name}.sh"
         transport.write_file(script_path, script.encode(), 0o700)
-        job_id = scheduler.submit(script_path)
+        try:
+            job_id = scheduler.submit(script_path)
+        except BaseException:
+            transport.remove(key_path)  # no job will read it; the script stays for a look
+            raise
         record = Record(
             name=plan.name, model=plan.model, model_id=plan.model_id,
             served_model_name=plan.served_model_name, preset=plan.preset,
