@@ -348,12 +348,15 @@ def parse_metrics(text: str) -> dict[str, float]:
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in COUNTERS:
-            try:
-                totals[COUNTERS[name]] += float(line.rsplit(" ", 1)[1])
-            except (ValueError, IndexError):
-                continue
+        name = line.split("{", 1)[0].split(None, 1)[0]
+        if name not in COUNTERS:
+            continue
+        # "name{labels} value [timestamp]" or "name value [timestamp]"
+        rest = line.rpartition("}")[2] if "{" in line else line.split(None, 1)[-1]
+        try:
+            totals[COUNTERS[name]] += float(rest.split()[0])
+        except (ValueError, IndexError):
+            continue
     return totals
 
 
