@@ -555,6 +555,7 @@ def compare_table(runs: list[RunStats]) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
                        enumerate(zip(r, widths, strict=True))).rstrip() for r in table]
-    lines.append("requests/s and tokens/s use the server busy time (from the servers' /metrics, "
-                 "polled every 0.2 s), or the wall time when /metrics is unavailable")
+    lines.append("requests/s and tokens/s: over the server busy time (from each server's "
+                 "/metrics, polled\nevery 0.2 s, so short runs are coarse), or over the wall "
+                 "time when /metrics is unavailable")
     return "\n".join(lines)
