@@ -61,7 +61,7 @@ _common = [
     click.option("--preset", "-p", required=True, shell_complete=complete_presets,
                  help="Preset name (hpclaunch presets)."),
     click.option("--gpu", help="GPU model, e.g. H100-80GB, A100-40GB, RTX5090 (default: the "
-                               "cluster profile's gpu_type)."),
+                               "cluster profile's gpu_model)."),
     click.option("--cluster", "-c", help="Cluster profile (default: the default one)."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                  help="Override a preset value, as for submit. Repeatable."),
@@ -153,16 +153,13 @@ def suggest_command(model: str, gpu: str | None, gpus_per_node: int | None,
                     as_json: bool) -> None:
     """Pick a preset for MODEL with the guides' decision tree, and say why."""
     from hpclaunch.config import get_cluster
-    from hpclaunch.planner import resolve_gpu
+    from hpclaunch.planner import profile_gpu
     from hpclaunch.suggest import suggest
     from hpclaunch.vllm_flags import human_readable_int
 
     profile = get_cluster(cluster)
-    if gpu is None and profile.gpu_type:
-        found, _ = resolve_gpu(profile.gpu_type, strict=False)
-        gpu = found.name if found else None
-    elif gpu is not None:
-        gpu = resolve_gpu(gpu, strict=True)[0].name  # type: ignore[union-attr]
+    found, _ = profile_gpu(profile, gpu)
+    gpu = found.name if found else None
     tokens = None
     if context is not None:
         try:

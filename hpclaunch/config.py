@@ -62,6 +62,9 @@ class ClusterProfile:
     time_limit: str = "04:00:00"
     gpus_per_node: int | None = None
     gpu_type: str | None = None
+    # GPU model for memory checks and planning (H100-80GB, A100-40GB, RTX5090); gpu_type is
+    # the scheduler's gres name (h100), which does not say the memory size.
+    gpu_model: str | None = None
     cpus_per_task: int | None = None
     mem: str | None = None
     # Slurm sites accept one of "--gres=gpu:N" ("gres") or "--gpus-per-node=N".

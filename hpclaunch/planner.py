@@ -24,10 +24,11 @@ from hpclaunch.errors import UserError
 from hpclaunch.models import ModelInfo
 
 if TYPE_CHECKING:
+    from hpclaunch.config import ClusterProfile
     from hpclaunch.plan import Plan
 
-__all__ = ["CapacityReport", "ServeSettings", "capacity", "report_for_plan", "resolve_gpu",
-           "settings_from_flags"]
+__all__ = ["CapacityReport", "ServeSettings", "capacity", "profile_gpu", "report_for_plan",
+           "resolve_gpu", "settings_from_flags"]
 
 # vLLM raises its scheduler defaults on big GPUs (>= 70 GiB, not A100): usage context
 # "OPENAI_API_SERVER" gets 8192 batched tokens and 1024 sequences instead of 2048 and 256.
@@ -129,6 +130,19 @@ def _lenient_args(argv: list[str]) -> dict[str, Any]:
     return out
 
 
+def profile_gpu(cluster: ClusterProfile, gpu: str | None = None) -> tuple[kv.GPU | None, str]:
+    """The GPU to plan for: ``gpu`` (``--gpu``), else the profile's ``gpu_model``, else its
+    ``gpu_type`` when that names one GPU unambiguously; ``(None, why)`` otherwise."""
+    if gpu:
+        return resolve_gpu(gpu, strict=True)
+    if cluster.gpu_model:
+        try:
+            return kv.gpu_named(cluster.gpu_model), ""
+        except UserError as exc:
+            raise UserError(f"cluster {cluster.name!r}: gpu_model: {exc}") from None
+    return resolve_gpu(cluster.gpu_type, strict=False)
+
+
 def resolve_gpu(name: str | None, *, strict: bool) -> tuple[kv.GPU | None, str]:
     """The GPU for ``name``, or ``(None, why)``.
 
@@ -137,15 +151,16 @@ def resolve_gpu(name: str | None, *, strict: bool) -> tuple[kv.GPU | None, str]:
     memory size, so it only yields a note: memory checks are skipped rather than guessed.
     """
     if not name:
-        return None, ("no GPU type known: pass --gpu (e.g. H100-80GB) or set gpu_type in "
+        return None, ("no GPU model known: pass --gpu (e.g. H100-80GB) or set gpu_model in "
                       "clusters.yaml to estimate memory")
     try:
         return kv.gpu_named(name), ""
     except UserError as exc:
         if strict:
             raise
-        return None, (f"GPU type {name!r} from the cluster profile does not say the memory "
-                      f"size ({exc}); pass --gpu with one of: {', '.join(kv.GPUS)}")
+        return None, (f"gpu_type {name!r} of the cluster profile does not say the memory "
+                      f"size ({exc}); pass --gpu or set gpu_model to one of: "
+                      f"{', '.join(kv.GPUS)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -414,14 +429,13 @@ def capacity(
 
 def report_for_plan(plan: Plan, *, gpu: str | None = None, kv_cache_gib: float | None = None,
                     info: ModelInfo | None = None) -> CapacityReport:
-    """Capacity of a built plan. ``gpu`` (a name) overrides the profile's ``gpu_type``."""
+    """Capacity of a built plan. ``gpu`` (a name) overrides the profile's GPU."""
     from hpclaunch.models import model_info
     from hpclaunch.vllm_flags import serve_defaults
 
     if kv_cache_gib is not None and kv_cache_gib <= 0:
         raise UserError(f"--kv-cache-gib must be positive, not {kv_cache_gib}")
-    the_gpu, why = resolve_gpu(gpu, strict=True) if gpu else resolve_gpu(
-        plan.cluster.gpu_type, strict=False)
+    the_gpu, why = profile_gpu(plan.cluster, gpu)
     version = plan.cluster.vllm_version
     default_gmu = float(serve_defaults(version).get("gpu_memory_utilization") or 0.9)
     return capacity(

@@ -357,12 +357,11 @@ def context(plan: Plan, *, gpu: str | None = None) -> Context:
     """Model facts, flag settings, GPU and capacity for ``plan``, computed once."""
     from hpclaunch.errors import UserError
     from hpclaunch.models import model_info
-    from hpclaunch.planner import report_for_plan, resolve_gpu, settings_from_flags
+    from hpclaunch.planner import profile_gpu, report_for_plan, settings_from_flags
     from hpclaunch.presets import load_preset
 
     info = model_info(plan.model_id)
-    the_gpu, why = resolve_gpu(gpu, strict=True) if gpu else resolve_gpu(
-        plan.cluster.gpu_type, strict=False)
+    the_gpu, why = profile_gpu(plan.cluster, gpu)
     try:
         requires = dict(load_preset(plan.preset).requires)
     except UserError:
@@ -376,8 +375,8 @@ def context(plan: Plan, *, gpu: str | None = None) -> Context:
 def check(plan: Plan, *, gpu: str | None = None) -> list[Problem]:
     """Every rule, in order; callers decide what errors mean.
 
-    ``gpu`` names the GPU model (``H100-80GB``) when the cluster profile's ``gpu_type``
-    does not say it.
+    ``gpu`` names the GPU model (``H100-80GB``); by default the cluster profile's
+    ``gpu_model`` (or an unambiguous ``gpu_type``) is used.
     """
     ctx = context(plan, gpu=gpu)
     problems: list[Problem] = []

@@ -117,3 +117,16 @@ def test_prediction_matches_the_simulated_vllm_log(hpc: HPC) -> None:
     assert data["max_model_len"] == int(printed.group(1).replace(",", ""))  # type: ignore[index]
     assert data["max_concurrency"] == pytest.approx(float(printed.group(2)), rel=0.01)  # type: ignore[index]
     hpc("stop", "vl")
+
+
+def test_check_uses_the_profiles_gpu_model(hpc: HPC) -> None:
+    hpc.config_dir.mkdir(parents=True, exist_ok=True)
+    (hpc.config_dir / "clusters.yaml").write_text(
+        "default: site\nclusters:\n  site:\n    scheduler: slurm\n    gpus-per-node: 4\n"
+        "    gpu-type: a100\n    gpu-model: A100-40GB\n")
+    bad = hpc("check", "meta-llama/Llama-3.1-70B-Instruct", "--preset", "tp2-balanced",
+              ok=False)
+    assert "error: meta-llama/Llama-3.1-70B-Instruct's weights need" in bad.stdout
+    assert "A100-40GB" in bad.stdout
+    plan = hpc("plan", "Qwen3-4B", "--preset", "dp4-throughput", "--json").json()
+    assert plan["gpu"] == "A100-40GB" and plan["kv_cache_source"] == "estimated"  # type: ignore[index]

@@ -132,7 +132,21 @@ def test_ambiguous_gpu_type_in_the_profile_is_a_note_not_a_guess() -> None:
     cluster = ClusterProfile(name="t", scheduler="slurm", gpus_per_node=4, gpu_type="a100")
     plan = build(model="Qwen3-4B", preset=load_preset("dp4-throughput"), cluster=cluster)
     report = report_for_plan(plan)
-    assert report.gpu is None and any("a100" in n and "--gpu" in n for n in report.notes)
+    assert report.gpu is None
+    assert any("a100" in n and "--gpu" in n and "gpu_model" in n for n in report.notes)
+
+
+def test_profile_gpu_model_is_what_memory_is_planned_for() -> None:
+    # gpu_type stays the scheduler's gres name; gpu_model says which GPU that is.
+    cluster = ClusterProfile(name="t", scheduler="slurm", gpus_per_node=4, gpu_type="a100",
+                             gpu_model="A100-40GB")
+    plan = build(model="Qwen3-4B", preset=load_preset("dp4-throughput"), cluster=cluster)
+    assert report_for_plan(plan).gpu == "A100-40GB"
+    assert report_for_plan(plan, gpu="H100-80GB").gpu == "H100-80GB"  # --gpu wins
+    typo = ClusterProfile(name="t", scheduler="slurm", gpus_per_node=4, gpu_model="A100-4GB")
+    plan = build(model="Qwen3-4B", preset=load_preset("dp4-throughput"), cluster=typo)
+    with pytest.raises(UserError, match="gpu_model"):
+        report_for_plan(plan)
 
 
 def test_max_model_len_auto_fits_the_cache() -> None:
