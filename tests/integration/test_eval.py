@@ -256,3 +256,40 @@ def test_verifiers_own_loader_reads_a_merged_registry(hpc: HPC, vf: Path,
         "hosted": [["openai/gpt-4.1-mini", "https://api.openai.com/v1", "OPENAI_API_KEY"]],
         "qa": [["qa", f"http://{rec['host']}:{rec['port']}/v1", "HPCLAUNCH_KEY_QA"]],
     }
+
+
+def vf04_venv() -> Path | None:
+    """The cached verifiers 0.4 venv (tests/data/evalenv/make_vf04_venv.sh builds it)."""
+    path = Path(os.environ.get("HPCLAUNCH_VF04_VENV", "/tmp/hpclaunch-vf04-venv"))
+    return path if (path / ".complete").exists() else None
+
+
+def test_verifiers_0_4_runs_from_the_per_endpoint_config(hpc: HPC, tmp_path: Path) -> None:
+    venv = vf04_venv()
+    if venv is None:  # 0.4 cannot share the test venv with 0.3; building one takes ~3 min
+        pytest.skip("no verifiers 0.4 venv: bash tests/data/evalenv/make_vf04_venv.sh")
+    hpc.env["PYTHONPATH"] = str(EVALENV)
+    record = serve(hpc, tmp_path, "qt", "--set", "reasoning-parser=qwen3",
+                   "--set", "max-model-len=40960", model="Qwen3-VL-2B-Thinking")
+    local = ["-n", "2", "-r", "1", "--no-rich", "--env.agent.harness.id", "null",
+             "--env.agent.runtime.type", "subprocess"]
+    vf = str(venv / "bin" / "vf-eval")
+    out = hpc("eval", "--vf-eval", vf, "qt", "hpclaunch-echo-taskset", *local,
+              "-o", str(tmp_path / "out"), timeout=240)
+    assert "(verifiers 0.4.x)" in out.stderr and " @ " in out.stderr and "--no-push" in out.stderr
+    (resolved,) = (tmp_path / "out").rglob("configs/resolved/eval.json")
+    config = json.loads(resolved.read_text())
+    rec = hpc.registry()["qt"]
+    assert config["model"] == "qt" and config["push"] is False
+    assert config["client"]["base_url"] == f"http://{rec['host']}:{rec['port']}/v1"
+    assert config["client"]["api_key_var"] == "HPCLAUNCH_KEY_QT"
+    assert config["sampling"]["max_tokens"] == 32768
+    (traces,) = (tmp_path / "out").rglob("traces.jsonl")
+    scores = [json.loads(line)["traces"][0]["rewards"]["echoed"]["score"]
+              for line in traces.read_text().splitlines()]
+    assert scores == [1.0, 1.0]
+    assert_served_by(record, hpc, "qt")
+
+    think = hpc("eval", "--vf-eval", vf, "qt", "hpclaunch-echo-taskset",
+                "--env.taskset.use_think", "true", ok=False)
+    assert "--reasoning-parser qwen3" in think.stderr
