@@ -130,3 +130,53 @@ def test_check_uses_the_profiles_gpu_model(hpc: HPC) -> None:
     assert "A100-40GB" in bad.stdout
     plan = hpc("plan", "Qwen3-4B", "--preset", "dp4-throughput", "--json").json()
     assert plan["gpu"] == "A100-40GB" and plan["kv_cache_source"] == "estimated"  # type: ignore[index]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# Presets whose flags go beyond the layout basics (the unit tests check every preset's flags
+# against vLLM 0.33's parser; these also start a server with them).
+STARTED = ["reasoning-dp4", "specdec-dp4", "mistral7b-awq-32k-offload", "rtx5090-fp8-throughput",
+           "rtx5090-extended-awq", "longctx-dp2", "tp4-debug"]
+
+
+def test_presets_start_on_the_stand_in(hpc: HPC, tmp_path) -> None:
+    """The rendered command line is accepted by a vLLM 0.33 argument parser (the stand-in's)
+    and comes up READY with the model the preset is meant for."""
+    from tests.unit.test_presets import example_model
+
+    # Distinct free ports: jobs started in the same instant could otherwise race for one.
+    for i, preset in enumerate(STARTED):
+        hpc("submit", example_model(preset, tmp_path), "--preset", preset, "--scheduler",
+            "local", "--simulate", "--name", f"p{i}", "--set", f"port={free_port()}")
+    try:
+        for i, preset in enumerate(STARTED):
+            waited = hpc("wait", f"p{i}", "--timeout", "60", ok=None)
+            assert waited.returncode == 0, (preset, waited.stderr)
+    finally:
+        hpc("stop", *[f"p{i}" for i in range(len(STARTED))], ok=None)
+
+
+def test_data_parallel_preset_keeps_per_engine_stats_in_the_log(hpc: HPC) -> None:
+    hpc("submit", "Qwen3-4B", "--preset", "dp4-throughput", "--scheduler", "local",
+        "--simulate", "--name", "dp")
+    hpc("wait", "dp", "--timeout", "60")
+    try:
+        import time
+
+        for _ in range(40):
+            hpc("chat", "dp", "hello")
+            log = hpc("logs", "dp", "-n", "400").stdout
+            if "Engine 000:" in log:
+                break
+            time.sleep(0.25)
+        assert "Engine 000: Avg prompt throughput" in log
+        assert "disabling stats logging" not in log
+    finally:
+        hpc("stop", "dp")
