@@ -36,7 +36,9 @@ def tunnel(name: str, local_port: int | None) -> None:
         click.echo(f"hpclaunch tunnel: {message}", err=True)
 
     tun = open_tunnel(name, local_port=local_port, on_error=warn)
-    # A terminal closing or `kill` should clean up like Ctrl-C does.
+    # A terminal closing or `kill` should clean up like Ctrl-C does; and Ctrl-C works even
+    # when a non-interactive shell started us in the background with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     try:

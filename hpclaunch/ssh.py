@@ -445,6 +445,12 @@ def _collect(chan: Any, timeout: float) -> tuple[bytes, bytes, int | None]:
         if remaining <= 0:
             return b"".join(out), b"".join(err), None
         select.select([chan], [], [], min(remaining, 1.0))
+    # EOF may have arrived (after the last data) between the checks above and the one that
+    # ended the loop: everything sent before EOF is buffered by now, so drain it.
+    while chan.recv_ready():
+        out.append(chan.recv(65536))
+    while chan.recv_stderr_ready():
+        err.append(chan.recv_stderr(65536))
     remaining = max(0.0, deadline - time.monotonic())
     if not chan.status_event.wait(remaining):
         return b"".join(out), b"".join(err), None
