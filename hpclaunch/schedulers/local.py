@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 # `setsid` makes the script a session and process-group leader; the outer bash
 # exits at once, so the job is nobody's child and leaves no zombie behind.
 _LAUNCH = 'setsid bash "$0" >"$0.out" 2>&1 </dev/null & echo "$!"'
+# SIGTERM to the whole group, then SIGKILL if vLLM has not exited within 10 s
+# (a server stuck in shutdown must not outlive `hpclaunch stop`).
+_CANCEL = ('kill -TERM -- "-$0" 2>/dev/null || exit 0; '
+           'for _ in $(seq 50); do kill -0 -- "-$0" 2>/dev/null || exit 0; sleep 0.2; done; '
+           'kill -KILL -- "-$0" 2>/dev/null; exit 0')
 
 
 class LocalScheduler(Scheduler):
@@ -28,10 +33,7 @@ class LocalScheduler(Scheduler):
         return ["bash", "-c", _LAUNCH, script_path]
 
     def cancel_argv(self, job_id: str) -> list[str]:
-        return ["kill", "-TERM", "--", f"-{job_id}"]
-
-    def cancel_error_is_benign(self, result: Result) -> bool:
-        return "No such process" in result.stderr
+        return ["bash", "-c", _CANCEL, job_id]
 
     def status_argv(self, job_ids: list[str]) -> list[str]:
         return ["ps", "-o", "pid=,stat=", "-p", ",".join(job_ids)]

@@ -58,7 +58,7 @@ VLLM_PID=""
 trap 'STOPPING=1; kill -TERM "$VLLM_PID" 2>/dev/null' TERM INT
 # Two jobs starting at once on one node can pick the same free port; the one
 # that loses the race ("Address already in use") retries on the next port.
-for ATTEMPT in 1 2 3 4 5; do
+for ATTEMPT in 1 2 3 4 5 6 7 8 9 10; do
     if ! PORT="$(pick_port "$REQUESTED_PORT")"; then
         echo "hpclaunch: no free port in $REQUESTED_PORT-$((REQUESTED_PORT + 199)) on $(hostname)" >&2
         echo 97 >"$EXIT_FILE"
@@ -88,7 +88,8 @@ print(json.dumps({"host": os.environ["HPC_HOST"], "port": int(os.environ["HPC_PO
     fi
     if [ "$RC" -ne 0 ] && [ "$STOPPING" = 0 ] && [ $((SECONDS - STARTED)) -lt 300 ] \
         && grep -q "Address already in use" "$LOG"; then
-        REQUESTED_PORT=$((PORT + 1))
+        # A random step, so that jobs racing each other stop colliding.
+        REQUESTED_PORT=$((PORT + 1 + RANDOM % 32))
         continue
     fi
     break
