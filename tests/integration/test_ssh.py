@@ -82,7 +82,7 @@ def login(hpc: HPC, tmp_path: Path) -> Iterator[HPC]:
     # stopped (hpc.cleanup skips ENDED entries).
     if hpc.registry_path.exists():
         for rec in hpc.registry().values():
-            if str(rec.get("job_id", "")).isdigit():
+            if rec.get("scheduler") == "local" and str(rec.get("job_id", "")).isdigit():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(int(rec["job_id"]), signal.SIGKILL)
 
@@ -167,6 +167,33 @@ def test_one_ssh_connection_per_cli_call(login: HPC) -> None:
     assert connections("stop", "once") == 1
     assert connections("endpoints", "--all") == 0  # nothing live: no need to connect
     assert connections("submit", MODEL, "--preset", "single-gpu", "--dry-run") == 0
+
+
+def slurm_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                          check=False, timeout=10)
+    return proc.returncode == 0 and any(
+        s.strip("*~#") in ("idle", "mixed", "allocated") for s in proc.stdout.split())
+
+
+@pytest.mark.slurm
+def test_slurm_through_the_login_node(login: HPC, tmp_path: Path) -> None:
+    """sbatch, squeue/sacct and scancel run on the login node, quoted argv over SSH."""
+    require(slurm_up(), "the single-node Slurm", "bash scripts/services.sh start slurm")
+    partition = os.environ.get("HPCLAUNCH_TEST_SLURM_PARTITION", "debug")
+    write_clusters(login, login=profile(tmp_path, scheduler="slurm", partition=partition,
+                                        gpus_per_node=4))
+    login("submit", MODEL, "--preset", "single-gpu", "--name", "viaslurm")
+    rec = login.registry()["viaslurm"]
+    assert rec["scheduler"] == "slurm"
+    try:
+        assert "READY" in login("wait", "viaslurm", "--timeout", "90").stdout
+        assert login("chat", "viaslurm", "hi").stdout.strip()
+        assert "ENDED" in login("stop", "viaslurm").stdout
+    finally:
+        subprocess.run(["scancel", rec["job_id"]], check=False, capture_output=True)
 
 
 # -- failures are one line, and record nothing ------------------------------------------------
