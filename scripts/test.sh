@@ -9,6 +9,9 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+# verifiers 0.4 cannot share a venv with 0.3 (the guides' version): a second one.
+export HPCLAUNCH_VF04_VENV="$PWD/.venv-vf04"
+bash tests/data/evalenv/make_vf04_venv.sh "$HPCLAUNCH_VF04_VENV" >/dev/null
 
 if [ "$(id -u)" = 0 ]; then
     bash scripts/services.sh start   # installs the packages first when missing

@@ -224,7 +224,7 @@ def test_submit_and_wait_export_keep_the_registry_current(hpc: HPC, tmp_path: Pa
 
 
 def test_env_gives_an_openai_client_everything_it_needs(hpc: HPC, tmp_path: Path) -> None:
-    pytest.importorskip("openai")
+    import openai  # noqa: F401 - a test dependency: missing means a broken install
     record = serve(hpc, tmp_path, "qa")
     client = ("import os, openai; c = openai.OpenAI(); r = c.chat.completions.create("
               "model=os.environ['HPCLAUNCH_MODEL'], max_tokens=16, "
@@ -266,8 +266,11 @@ def vf04_venv() -> Path | None:
 
 def test_verifiers_0_4_runs_from_the_per_endpoint_config(hpc: HPC, tmp_path: Path) -> None:
     venv = vf04_venv()
-    if venv is None:  # 0.4 cannot share the test venv with 0.3; building one takes ~3 min
-        pytest.skip("no verifiers 0.4 venv: bash tests/data/evalenv/make_vf04_venv.sh")
+    # 0.4 cannot share the test venv with 0.3; scripts/test.sh builds this one.
+    require(venv is not None, "a verifiers 0.4 venv",
+            "bash tests/data/evalenv/make_vf04_venv.sh .venv-vf04 "
+            "and HPCLAUNCH_VF04_VENV=.venv-vf04")
+    assert venv is not None
     hpc.env["PYTHONPATH"] = str(EVALENV)
     record = serve(hpc, tmp_path, "qt", "--set", "reasoning-parser=qwen3",
                    "--set", "max-model-len=40960", model="Qwen3-VL-2B-Thinking")
