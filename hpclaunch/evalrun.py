@@ -336,28 +336,11 @@ def _metrics_url(ep: Endpoint) -> str:
     return f"{base}/metrics"
 
 
-COUNTERS = {"vllm:request_success_total": "requests",
-            "vllm:generation_tokens_total": "gen_tokens",
-            "vllm:prompt_tokens_total": "prompt_tokens",
-            "vllm:num_requests_running": "running"}
-
-
 def parse_metrics(text: str) -> dict[str, float]:
-    """Sum of each counter of interest over all engines/labels (Prometheus text format)."""
-    totals = dict.fromkeys(COUNTERS.values(), 0.0)
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name = line.split("{", 1)[0].split(None, 1)[0]
-        if name not in COUNTERS:
-            continue
-        # "name{labels} value [timestamp]" or "name value [timestamp]"
-        rest = line.rpartition("}")[2] if "{" in line else line.split(None, 1)[-1]
-        try:
-            totals[COUNTERS[name]] += float(rest.split()[0])
-        except (ValueError, IndexError):
-            continue
-    return totals
+    """Counters of interest summed over all engines and labels."""
+    from hpclaunch import metrics
+
+    return metrics.parse_metrics(text).totals()
 
 
 def read_metrics(ep: Endpoint, timeout: float = 2.0) -> dict[str, float] | None:

@@ -24,6 +24,7 @@ class EngineSample:
     kv_usage_pct: float = 0.0
     prompt_tokens: float = 0.0
     generation_tokens: float = 0.0
+    requests: float = 0.0
 
 
 @dataclass
@@ -34,6 +35,14 @@ class MetricsSample:
     engines: dict[str, EngineSample] = field(default_factory=dict)
     num_gpu_blocks: int | None = None
     block_size: int | None = None
+
+    def totals(self) -> dict[str, float]:
+        """Sums over engines: what an A/B comparison of two servers needs."""
+        engines = self.engines.values()
+        return {"requests": sum(e.requests for e in engines),
+                "gen_tokens": sum(e.generation_tokens for e in engines),
+                "prompt_tokens": sum(e.prompt_tokens for e in engines),
+                "running": sum(e.running for e in engines)}
 
 
 def parse_metrics(text: str, taken: float | None = None) -> MetricsSample:
@@ -64,14 +73,16 @@ def parse_metrics(text: str, taken: float | None = None) -> MetricsSample:
             "vllm:gpu_cache_usage_perc": "kv_usage_pct",  # V0 name
             "vllm:prompt_tokens_total": "prompt_tokens",
             "vllm:generation_tokens_total": "generation_tokens",
+            "vllm:request_success_total": "requests",
         }.get(name)
         if target is None:
             continue
         eng = sample.engines.setdefault(engine, EngineSample())
         if target == "kv_usage_pct":
             value *= 100.0  # exported as a 0-1 fraction
-        setattr(eng, target, getattr(eng, target) + value if target.endswith("tokens")
-                else value)
+        # Counters may come in several series (finished_reason=stop|length|...): add up.
+        is_counter = target.endswith("tokens") or target == "requests"
+        setattr(eng, target, getattr(eng, target) + value if is_counter else value)
     return sample
 
 
