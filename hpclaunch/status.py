@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hpclaunch.logwatch import HEAD_BYTES, TAIL_BYTES
 from hpclaunch.registry import ENDED, FAILED, PENDING, READY, STARTING, UNHEALTHY, Record
 from hpclaunch.schedulers.base import DONE, MISSING, QUEUED, JobState
 
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
     from hpclaunch.logwatch import LogReport
     from hpclaunch.transport import FileStat, Transport
 
-LOG_HEAD_BYTES = 256 * 1024
-LOG_TAIL_BYTES = 256 * 1024
+# The same bounds as logwatch's own reader, so local and remote reads agree.
+LOG_HEAD_BYTES, LOG_TAIL_BYTES = HEAD_BYTES, TAIL_BYTES
 # Exit statuses of a server that was asked to stop (SIGTERM/SIGINT), not a failure.
 STOPPED_CODES = {0, 130, 143, -15, 271}
 
