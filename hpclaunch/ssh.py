@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import functools
 import getpass
 import http.client
 import logging
@@ -39,8 +40,9 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hpclaunch.errors import UserError
 from hpclaunch.transport import FileStat, Result
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     import paramiko
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE_S = 30
@@ -237,6 +240,28 @@ def _not_found(exc: OSError) -> bool:
     return getattr(exc, "errno", None) == errno.ENOENT
 
 
+def _connection_errors(method: F) -> F:
+    """A connection that drops mid-call is one line, not an internal error; OSErrors
+    (a missing file) stay what they are."""
+
+    @functools.wraps(method)
+    def wrapper(self: SSHTransport, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except UserError:
+            raise
+        except Exception as exc:
+            import paramiko
+
+            if not isinstance(exc, (paramiko.SSHException, EOFError)):
+                raise
+            why = str(exc) or type(exc).__name__
+            raise UserError(f"lost the connection to login node {self.target.label} ({why}); "
+                            "retry, and check the network if it keeps happening") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 class SSHTransport:
     """Commands, files and HTTP probes on a login node; see the module docstring."""
 
@@ -278,6 +303,7 @@ class SSHTransport:
         self._conn = None
 
     # -- commands ------------------------------------------------------------------
+    @_connection_errors
     def run(self, argv: list[str], *, input: str | None = None, timeout: float = 60) -> Result:
         """Run ``argv`` on the login node: the remote shell gets ``shlex.join(argv)``."""
         command = shlex.join(argv)
@@ -304,6 +330,7 @@ class SSHTransport:
         return Result(list(argv), code, stdout, stderr)
 
     # -- files ---------------------------------------------------------------------
+    @_connection_errors
     def stat(self, path: str) -> FileStat | None:
         try:
             st = self.conn.sftp().stat(path)
@@ -311,6 +338,7 @@ class SSHTransport:
             return None
         return FileStat(int(st.st_size or 0), float(st.st_mtime or 0))
 
+    @_connection_errors
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         """At most ``length`` bytes from ``offset``; large ranges are pipelined."""
         if length <= 0:
@@ -328,6 +356,7 @@ class SSHTransport:
         except OSError:
             return b""
 
+    @_connection_errors
     def read_text(self, path: str) -> str | None:
         try:
             with self.conn.sftp().open(path, "rb") as fh:
@@ -335,6 +364,7 @@ class SSHTransport:
         except OSError:
             return None
 
+    @_connection_errors
     def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
         """Create or replace ``path``: a new temp file created with ``mode`` (O_EXCL,
         mode in the OPEN request, then fchmod against the server's umask), written,
@@ -352,6 +382,7 @@ class SSHTransport:
             raise UserError(f"cannot write {path} on login node {self.target.host}: "
                             f"{exc.strerror or exc}") from exc
 
+    @_connection_errors
     def remove(self, path: str) -> None:
         try:
             self.conn.sftp().remove(path)
@@ -360,6 +391,7 @@ class SSHTransport:
                 raise UserError(f"cannot remove {path} on login node {self.target.host}: "
                                 f"{exc.strerror or exc}") from exc
 
+    @_connection_errors
     def makedirs(self, path: str) -> None:
         """``mkdir -p``: create each missing parent; existing directories are fine."""
         sftp = self.conn.sftp()
@@ -390,6 +422,7 @@ class SSHTransport:
                 raise UserError(f"cannot create {directory} on login node "
                                 f"{self.target.host}: {exc.strerror or exc}") from exc
 
+    @_connection_errors
     def expanduser(self, path: str) -> str:
         """``~`` and relative paths against the remote home (the SFTP start directory)."""
         if path.startswith("~") and not (path == "~" or path.startswith("~/")):
