@@ -278,21 +278,25 @@ def check_kv_fit(ctx: Context) -> list[Problem]:
 
 
 def check_max_num_seqs(ctx: Context) -> list[Problem]:
+    """vLLM applies --max-num-seqs to each engine (every DP rank schedules on its
+    own), so the flag is compared with one engine's capacity; the guide's rule
+    (capacity x DP) is the same total, quoted alongside."""
     r, s = ctx.report, ctx.settings
-    if not ctx.hardware or s.max_num_seqs is None or r.recommended_max_num_seqs is None \
+    if not ctx.hardware or s.max_num_seqs is None or r.per_engine_max_num_seqs is None \
             or r.max_concurrency is None or r.max_concurrency < 1:
         return []
-    limit = max(r.recommended_max_num_seqs, 1)
+    limit = max(r.per_engine_max_num_seqs, 1)
     if s.max_num_seqs <= MAX_NUM_SEQS_FACTOR * limit:
         return []
-    engines = f" ({r.dp} engines x {r.max_concurrency:.2f})" if r.dp > 1 else ""
+    total = (f"; the guide's rule gives {r.recommended_max_num_seqs} for the whole server "
+             f"({r.dp} engines x {r.max_concurrency:.2f})") if r.dp > 1 else ""
     return [Problem(WARNING, "max-num-seqs",
-                    f"max-num-seqs {s.max_num_seqs} is {s.max_num_seqs / limit:.0f}x what the "
-                    f"KV cache holds: ~{r.capacity:.1f} requests of {r.max_model_len:,} tokens"
-                    f"{engines} on {ctx.gpu.name if ctx.gpu else 'this GPU'} "
-                    f"({r.kv_cache_source}); "
-                    f"requests beyond that wait for KV memory: use --set max-num-seqs={limit}, "
-                    "or a shorter --set max-model-len= if requests are shorter")]
+                    f"max-num-seqs {s.max_num_seqs} is {s.max_num_seqs / limit:.0f}x what one "
+                    f"engine's KV cache holds: ~{r.max_concurrency:.2f} requests of "
+                    f"{r.max_model_len:,} tokens on {ctx.gpu.name if ctx.gpu else 'this GPU'} "
+                    f"({r.kv_cache_source}){total}; requests beyond that wait for KV memory: "
+                    f"use --set max-num-seqs={limit} (vLLM applies it per engine), or a "
+                    "shorter --set max-model-len= if requests are shorter")]
 
 
 def _blackwell_consumer(gpu: GPU | None) -> bool:

@@ -95,7 +95,7 @@ TABLE: list[tuple[str, str, Case, Case, tuple[str, ...]]] = [
     ("max-num-seqs", WARNING,
      Case("Qwen/Qwen3-VL-2B-Instruct", "vl-dp4"),
      Case("Qwen/Qwen3-VL-2B-Instruct", "vl-dp4", sets={"max-num-seqs": 512}),
-     ("what the KV cache holds", "4 engines", "--set max-num-seqs=")),
+     ("what one engine's KV cache holds", "4 engines", "--set max-num-seqs=")),
     ("flashinfer", WARNING,
      Case("meta-llama/Llama-3.1-8B-Instruct", "rtx5090-fast", gpu="RTX5090", gpus_per_node=1),
      Case("meta-llama/Llama-3.1-8B-Instruct", "rtx5090-fast", gpu="RTX5090", gpus_per_node=1,
