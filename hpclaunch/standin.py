@@ -397,6 +397,7 @@ class StandIn:
         ranks = list(range(settings.dp_start, settings.dp_start + settings.dp_local))
         self.engines = Engines(ranks, self.mem.tokens)
         self.stop = threading.Event()
+        self.signalled = False  # set by the SIGTERM/SIGINT handler
         self.dead = threading.Event()
         self.hung = threading.Event()
         self.server: _Server | None = None
@@ -591,7 +592,7 @@ class StandIn:
             log.info("APIServer", "serve.py:210",
                      f"Launching {s.dp_local} data parallel engine(s) in headless mode, with "
                      f"head node address {os.environ.get('VLLM_HOST_IP', '127.0.0.1')}.")
-            self.stop.wait()
+            self.main_wait()
             log.info("APIServer", "serve.py:260", "Shutting down.")
             return 0
         return self._serve()
@@ -664,7 +665,7 @@ class StandIn:
         log.info("APIServer", "launcher.py:37", "Available routes are:")
         for route, methods in _ROUTES:
             log.info("APIServer", "launcher.py:45", f"Route: {route}, Methods: {methods}")
-        if self.stop.wait(s.startup_delay):
+        if self.main_wait(s.startup_delay):
             return self._shutdown(serving=False)
         self.server.server_activate()  # listen only now: until here connections are refused
         thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -677,8 +678,23 @@ class StandIn:
             threading.Thread(target=self._stats_loop, name="stats", daemon=True).start()
         if s.fail in ("crash_after_ready", "hang_after_ready"):
             threading.Thread(target=self._break_later, name="break", daemon=True).start()
-        self.stop.wait()
+        self.main_wait()
         return self._shutdown(serving=True)
+
+    def main_wait(self, timeout: float | None = None) -> bool:
+        """Wait on the main thread until stopped (True) or ``timeout`` passes (False).
+
+        Polls a flag the signal handler sets, then sets ``stop`` for the other threads.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.signalled:
+                self.stop.set()
+            if self.stop.is_set():
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def _shutdown(self, serving: bool) -> int:
         log = self.log
@@ -1187,7 +1203,9 @@ def main(argv: list[str] | None = None) -> int:
     standin = StandIn(settings, log)
 
     def on_signal(signum: int, _frame: Any) -> None:
-        standin.stop.set()
+        # Only a flag: Event.set() here can deadlock on the lock the interrupted
+        # main thread holds inside Event.wait(); the main thread sets the event.
+        standin.signalled = True
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
