@@ -20,9 +20,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TEMPLATES=$HERE/slurm
 
 APT_PACKAGES=(slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge slurm-wlm-torque
-              openssh-server openssh-client)
+              openssh-server openssh-client iproute2)
 SLURM_PACKAGES=(slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge slurm-wlm-torque)
-SSH_PACKAGES=(openssh-server openssh-client)
+SSH_PACKAGES=(openssh-server openssh-client iproute2)
 
 ADVERTISED_CPUS=${HPCLAUNCH_SLURM_CPUS:-8}
 GPUS=4

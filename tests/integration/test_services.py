@@ -134,7 +134,7 @@ def ssh_server() -> None:
 
 
 def _ssh_client(known_hosts: str = SSH_KNOWN_HOSTS):
-    paramiko = pytest.importorskip("paramiko")
+    import paramiko  # a dependency of hpclaunch itself
     client = paramiko.SSHClient()
     client.load_host_keys(known_hosts)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
@@ -348,7 +348,7 @@ def test_paramiko_connects_with_known_hosts_and_reject_policy(ssh_server):
 
 @pytest.mark.ssh
 def test_paramiko_refuses_a_host_missing_from_known_hosts(ssh_server, tmp_path):
-    paramiko = pytest.importorskip("paramiko")
+    import paramiko  # a dependency of hpclaunch itself
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):

@@ -215,8 +215,9 @@ def test_unknown_host_key_is_refused_with_the_fix(login: HPC, tmp_path: Path) ->
 
 
 def test_default_known_hosts_is_the_users_own(login: HPC, tmp_path: Path) -> None:
-    if os.path.exists("/etc/ssh/ssh_known_hosts"):
-        pytest.skip("/etc/ssh/ssh_known_hosts exists here and may list the test sshd")
+    require(not os.path.exists("/etc/ssh/ssh_known_hosts"),
+            "a machine without a system-wide /etc/ssh/ssh_known_hosts",
+            "move /etc/ssh/ssh_known_hosts aside (it may list the test sshd)")
     write_clusters(login, login=profile(tmp_path, known_hosts=None))
     login.env["HOME"] = str(tmp_path / "fresh-home")  # no ~/.ssh/known_hosts at all
     out = login("submit", MODEL, "--preset", "single-gpu", ok=False)
@@ -335,8 +336,8 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
 
 def test_http_get_goes_through_the_login_node(transport) -> None:
-    if not shutil.which("ss"):
-        pytest.skip("needs ss (iproute2) to see which process connected")
+    require(shutil.which("ss") is not None, "ss (to see which process connected)",
+            "apt-get install iproute2")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
