@@ -92,7 +92,7 @@ def plan_submit(
 def _with_scheduler(profile: ClusterProfile, scheduler: str | None,
                     pbs_dialect: str | None) -> ClusterProfile:
     """The profile with the scheduler a submit (or a stored record) asks for."""
-    changes: dict[str, str] = {}
+    changes: dict[str, Any] = {}
     if scheduler and scheduler != profile.scheduler:
         changes["scheduler"] = scheduler
     if pbs_dialect and pbs_dialect != profile.pbs_dialect:
@@ -141,11 +141,11 @@ def submit(
             )
     transport = transport_for(plan.cluster)
     try:
-        scheduler = scheduler_for(plan.cluster, transport)
+        backend = scheduler_for(plan.cluster, transport)
         results_dir = default_results_dir(plan.cluster)
         if not dry_run:
             results_dir = transport.expanduser(results_dir)
-        script = scheduler.render(plan, results_dir)
+        script = backend.render(plan, results_dir)
         if dry_run:
             return SubmitResult(None, script, plan, warnings)
         transport.makedirs(results_dir)
@@ -157,7 +157,7 @@ def submit(
         script_path = f"{results_dir}/hpclaunch_{plan.name}.sh"
         transport.write_file(script_path, script.encode(), 0o700)
         try:
-            job_id = scheduler.submit(script_path)
+            job_id = backend.submit(script_path)
         except BaseException:
             transport.remove(key_path)  # no job will read it; the script stays for a look
             raise
@@ -174,7 +174,7 @@ def submit(
         try:
             registry.add(record)
         except UserError:
-            scheduler.cancel(job_id)  # lost a race for the name: do not leave an orphan
+            backend.cancel(job_id)  # lost a race for the name: do not leave an orphan
             raise
         return SubmitResult(record, script, plan, warnings, script_path)
     finally:

@@ -109,10 +109,11 @@ class ClusterProfile:
             raise UserError(
                 f"{source}: cluster {name!r}: pbs-dialect must be one of {', '.join(PBS_DIALECTS)}"
             )
-        if isinstance(profile.vllm_command, str):
+        command: Any = profile.vllm_command  # YAML may give one string
+        if isinstance(command, str):
             import shlex
 
-            profile.vllm_command = shlex.split(profile.vllm_command)
+            profile.vllm_command = shlex.split(command)
         if profile.host and "@" in profile.host and not profile.user:
             profile.user, profile.host = profile.host.split("@", 1)
         return profile

@@ -167,7 +167,7 @@ def _connect(target: SSHTarget) -> _Connection:
                 client.load_system_host_keys(path)
         hint_file = DEFAULT_KNOWN_HOSTS[0]
     policy = _Reject()
-    client.set_missing_host_key_policy(policy)
+    client.set_missing_host_key_policy(policy)  # type: ignore[arg-type]  # duck-typed policy
     key_file = None
     if target.ssh_key:
         key_file = os.path.expanduser(target.ssh_key)
@@ -212,7 +212,8 @@ def _connect(target: SSHTarget) -> _Connection:
                         "in clusters.yaml") from exc
     except (OSError, EOFError) as exc:
         client.close()
-        why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+        why = "timed out" if isinstance(exc, socket.timeout) else (
+            getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
         raise UserError(f"cannot reach login node {target.label} ({why}); check host/port "
                         "in clusters.yaml") from exc
     transport = client.get_transport()

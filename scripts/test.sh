@@ -20,4 +20,5 @@ fi
 eval "$(bash scripts/services.sh env 2>/dev/null || true)"
 
 .venv/bin/ruff check hpclaunch tests scripts
+.venv/bin/mypy hpclaunch
 .venv/bin/pytest -q "$@"

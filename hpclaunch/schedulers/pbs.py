@@ -86,7 +86,7 @@ class PBSScheduler(Scheduler):
         if res.get("partition", cluster.partition) and not queue:
             raise UserError("PBS has queues, not partitions: set queue (--set queue=NAME or "
                             "queue: in the cluster profile) instead of partition")
-        lines = [("-N", plan.name)]
+        lines: list[tuple[str, Any]] = [("-N", plan.name)]
         if self.dialect == "pbspro":
             chunk = f"{plan.nodes}:ncpus={cpus}:ngpus={gpus}"
             if mem:
