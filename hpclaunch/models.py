@@ -171,7 +171,7 @@ def _data_text(name: str) -> str:
     back to the file beside this module while ``hpclaunch`` is an implicit namespace package
     (3.11's resources cannot read those when sys.path holds a relative entry)."""
     try:
-        return resources.files("hpclaunch").joinpath("data", name).read_text("utf-8")
+        return resources.files("hpclaunch").joinpath("data").joinpath(name).read_text("utf-8")
     except (NotADirectoryError, FileNotFoundError, TypeError):
         return (Path(__file__).resolve().parent / "data" / name).read_text("utf-8")
 

@@ -150,7 +150,7 @@ def _data_text(name: str) -> str:
     """A bundled data file through importlib.resources, with a fallback for 3.11's namespace
     package quirk (resources cannot read an ``__init__``-less package from a relative path)."""
     try:
-        return resources.files("hpclaunch").joinpath("data", name).read_text("utf-8")
+        return resources.files("hpclaunch").joinpath("data").joinpath(name).read_text("utf-8")
     except (NotADirectoryError, FileNotFoundError, TypeError):
         return (Path(__file__).resolve().parent / "data" / name).read_text("utf-8")
 
