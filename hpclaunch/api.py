@@ -251,6 +251,7 @@ def refresh(
             for rec in recs:
                 obs = observe(rec, states.get(rec.job_id, JobState("missing")), transport,
                               probe=probe)
+                _release_failed_job(rec, obs, scheduler)
                 if observations is not None:
                     observations[rec.name] = obs
                 changes = apply(rec, obs)
@@ -261,6 +262,19 @@ def refresh(
         finally:
             transport.close()
     return [records[r.name] for r in chosen]
+
+
+def _release_failed_job(rec: Record, obs: Any, scheduler: Any) -> None:
+    """A server that failed while its job still runs (engine dead, fatal error in the
+    log) would hold its GPUs until the time limit: cancel the job, and say so."""
+    if obs.state != FAILED or obs.job is None or obs.job.left_queue or rec.final:
+        return
+    try:
+        scheduler.cancel(rec.job_id)
+    except UserError as exc:
+        obs.reason += f" (its job {rec.job_id} is still running and could not be cancelled: {exc})"
+        return
+    obs.reason += f" (job {rec.job_id} cancelled to free its GPUs)"
 
 
 def wait(
@@ -309,6 +323,7 @@ def wait(
                         raise
                 next_query, query_delay = now + query_delay, min(query_delay * 2, 10.0)
             obs = observe(rec, job, transport)
+            _release_failed_job(rec, obs, scheduler)
             changes = apply(rec, obs)
             if changes:
                 rec = registry.update(name, **changes) or rec

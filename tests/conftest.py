@@ -107,12 +107,15 @@ class HPC:
         except (ValueError, KeyError):
             return
         for rec in records.values():
-            if rec.get("state") in ("ENDED", "FAILED"):
-                continue
+            # Local process groups are killed whatever the recorded state, so that a
+            # test that fails half-way leaves no server behind.
             if rec.get("scheduler") == "local" and str(rec.get("job_id", "")).isdigit():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(int(rec["job_id"]), signal.SIGKILL)
-            elif rec.get("scheduler") == "slurm" and shutil.which("scancel"):
+                continue
+            if rec.get("state") in ("ENDED", "FAILED"):
+                continue
+            if rec.get("scheduler") == "slurm" and shutil.which("scancel"):
                 subprocess.run(["scancel", str(rec["job_id"])], check=False,
                                capture_output=True)
             elif rec.get("scheduler") == "pbs" and shutil.which("qdel"):

@@ -202,3 +202,15 @@ def test_engine_that_dies_after_ready_is_failed(hpc: HPC) -> None:
     rec = hpc.registry()["crash"]
     assert rec["state"] == "FAILED", rec
     assert "EngineCore" in rec["reason"] or "engine" in rec["reason"].lower()
+    # vLLM's process outlives a dead engine; hpclaunch frees the job's GPUs.
+    assert "cancelled to free its GPUs" in rec["reason"]
+    pid = int(rec["job_id"])
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the failed job's process group {pid} is still alive")
