@@ -67,7 +67,23 @@ def complete_presets(ctx: click.Context, param: click.Parameter, incomplete: str
         return []
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """Commands of each area live in their own module, imported only when one of
+    them runs (or help lists them), so `hpclaunch endpoints` pays for nothing else."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            import importlib
+
+            importlib.import_module(f"hpclaunch.{LAZY_COMMANDS[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, envvar="HPCLAUNCH_DEBUG",
               help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="hpclaunch")
@@ -405,23 +421,13 @@ def completion(shell: str) -> None:
     click.echo(cls(cli, {}, "hpclaunch", "_HPCLAUNCH_COMPLETE").source())
 
 
-# Commands of each area live in their own module and register on `cli` when
-# imported; each imports its heavy dependencies inside the command body.
-COMMAND_MODULES = ("cli_plan", "cli_stats", "cli_eval", "cli_ssh")
-
-
-def _load_command_modules() -> None:
-    import importlib
-
-    for module in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"hpclaunch.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"hpclaunch.{module}":
-                raise
-
-
-_load_command_modules()
+# Command name -> the module that registers it on `cli` when imported.
+LAZY_COMMANDS = {
+    "plan": "cli_plan", "check": "cli_plan", "suggest": "cli_plan", "presets": "cli_plan",
+    "stats": "cli_stats", "watch": "cli_stats", "advise": "cli_stats",
+    "export": "cli_eval", "env": "cli_eval", "eval": "cli_eval",
+    "tunnel": "cli_ssh",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,3 +33,29 @@ def test_help_has_examples(hpc: HPC) -> None:
 
 def test_version(hpc: HPC) -> None:
     assert "0.1.0" in hpc("--version").stdout
+
+
+def test_lazy_commands_are_registered_by_their_modules() -> None:
+    """Each lazily loaded command name is really defined by the module it points at."""
+    import importlib
+
+    from hpclaunch.cli import LAZY_COMMANDS, cli
+
+    for name, module in LAZY_COMMANDS.items():
+        importlib.import_module(f"hpclaunch.{module}")
+        assert name in cli.commands, f"{module} does not define {name!r}"
+
+
+def test_reading_the_registry_imports_no_area_modules() -> None:
+    import sys
+
+    code = ("import sys, hpclaunch.cli as c; c.main(['endpoints', '--cached'])")
+    out = subprocess.run([sys.executable, "-c", code + "\n"], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    probe = ("import sys, hpclaunch.cli\n"
+             "print(sorted(m for m in sys.modules if m.startswith('hpclaunch.cli_') "
+             "or m.split('.')[0] in ('jinja2', 'yaml', 'paramiko', 'openai')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
