@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -164,6 +163,8 @@ class Registry:
             "schema": SCHEMA_VERSION,
             "endpoints": {name: rec.to_json() for name, rec in sorted(records.items())},
         }
+        import tempfile  # only writers pay for it; reads stay fast
+
         fd, tmp = tempfile.mkstemp(prefix=".registry.", dir=self.path.parent)
         try:
             os.fchmod(fd, 0o600)
