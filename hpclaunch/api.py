@@ -114,6 +114,7 @@ def submit(
     dry_run: bool = False,
     scheduler: str | None = None,
     pbs_dialect: str | None = None,
+    gpu: str | None = None,
     registry: Registry | None = None,
 ) -> SubmitResult:
     """Plan, check, render and submit one endpoint; records it as PENDING."""
@@ -125,7 +126,7 @@ def submit(
                        vllm_args=vllm_args, env=env, simulate=simulate,
                        gpus_per_node=gpus_per_node, scheduler=scheduler,
                        pbs_dialect=pbs_dialect)
-    problems = check(plan)
+    problems = check(plan, gpu=gpu)
     errors = [str(p) for p in problems if p.level == ERROR]
     warnings = [str(p) for p in problems if p.level != ERROR]
     if errors:

@@ -121,6 +121,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--env", "envs", multiple=True, metavar="KEY=VALUE",
               help="Environment variable for the job. Repeatable.")
 @click.option("--gpus-per-node", type=int, help="GPUs per node, if the profile does not say.")
+@click.option("--gpu", "gpu_model", metavar="MODEL",
+              help="GPU model for the memory checks (H100-80GB, A100-40GB, RTX5090, ...), "
+                   "if the profile's gpu-model does not say.")
 @click.option("--simulate/--no-simulate", default=None,
               help="Run hpclaunch's vLLM stand-in instead of vLLM (no GPU; for demos and tests).")
 @click.option("--dry-run", is_flag=True, help="Print the job script; submit nothing.")
@@ -132,6 +135,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def submit(model: str, preset: str, name: str | None, cluster: str | None,
            scheduler: str | None, pbs_dialect: str | None, sets: tuple[str, ...],
            vllm_args: str, envs: tuple[str, ...], gpus_per_node: int | None,
+           gpu_model: str | None,
            simulate: bool | None, dry_run: bool, wait_ready: bool, timeout: float,
            as_json: bool, export_after: bool) -> None:
     """Render a vLLM job for MODEL with a preset and submit it.
@@ -147,7 +151,7 @@ def submit(model: str, preset: str, name: str | None, cluster: str | None,
     result = api.submit(model, preset=preset, cluster=cluster, name=name, overrides=overrides,
                         scheduler=scheduler, pbs_dialect=pbs_dialect,
                         vllm_args=vllm_args, env=env, simulate=simulate,
-                        gpus_per_node=gpus_per_node, dry_run=dry_run)
+                        gpus_per_node=gpus_per_node, dry_run=dry_run, gpu=gpu_model)
     for warning in result.warnings:
         click.echo(warning, err=True)
     if dry_run:

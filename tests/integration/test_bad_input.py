@@ -114,3 +114,14 @@ def test_unreachable_cluster_does_not_hide_the_others(hpc: HPC) -> None:
     # Asking for the unreachable endpoint alone is an error, in one line.
     line = one_line_error(hpc("status", "far", ok=False))
     assert "127.0.0.1" in line
+
+
+def test_submit_checks_memory_on_the_named_gpu(hpc: HPC) -> None:
+    """A context that cannot fit is refused before queueing, with the length that fits."""
+    line = one_line_error(hpc("submit", "meta-llama/Llama-3.1-70B-Instruct", "--preset",
+                              "tp4-throughput", "--no-simulate", "--gpus-per-node", "4",
+                              "--gpu", "A100-40GB", "--dry-run", ok=False))
+    assert "A100-40GB" in line and "--set max-model-len=" in line
+    ok = hpc("submit", "meta-llama/Llama-3.1-70B-Instruct", "--preset", "tp4-throughput",
+             "--no-simulate", "--gpus-per-node", "4", "--gpu", "H100-80GB", "--dry-run")
+    assert "--tensor-parallel-size 4" in ok.stdout
