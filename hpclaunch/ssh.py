@@ -446,7 +446,9 @@ class SSHTransport:
             chan = self.open_channel(host, port, timeout=timeout)
         except UserError:
             raise
-        except Exception:  # noqa: BLE001 - paramiko: ChannelException, SSHException, EOF
+        except Exception as exc:  # noqa: BLE001 - paramiko: ChannelException, SSHException, EOF
+            log.debug("direct-tcpip to %s:%s via %s failed: %r", host, port, self.target.label,
+                      exc)
             return 0, b""
         chan.settimeout(timeout)
         conn = _ChannelHTTPConnection(chan, host, port, timeout)
@@ -454,7 +456,9 @@ class SSHTransport:
             conn.request("GET", path, headers=headers or {})
             resp = conn.getresponse()
             return resp.status, resp.read()
-        except (OSError, EOFError, http.client.HTTPException):
+        except (OSError, EOFError, http.client.HTTPException) as exc:
+            log.debug("GET %s from %s:%s via %s failed: %r", path, host, port,
+                      self.target.label, exc)
             return 0, b""
         finally:
             conn.close()

@@ -348,7 +348,7 @@ def test_http_get_goes_through_the_login_node(transport) -> None:
     finally:
         server.shutdown()
         server.server_close()
-    assert (status, json.loads(body)) == (200, {"ok": True})
+    assert (status, body) == (200, b'{"ok": true}'), _Recorder.seen
     [seen] = _Recorder.seen
     assert seen["path"] == "/health?x=1" and seen["auth"] == "Bearer k"
     # The TCP connection to the server was made by sshd, not by this process.
