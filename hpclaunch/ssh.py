@@ -462,6 +462,7 @@ class SSHTransport:
             return 0, b""
         finally:
             conn.close()
+            chan.close()
 
 
 def _collect(chan: Any, timeout: float) -> tuple[bytes, bytes, int | None]:
@@ -544,3 +545,11 @@ class _ChannelHTTPConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         self.sock = self._chan
+
+    def close(self) -> None:
+        # http.client closes its socket as soon as it has the headers of a
+        # "Connection: close" response, relying on makefile() to keep a real socket
+        # open for the body; closing a channel ends it at once, and a body that arrives
+        # in a later packet is lost. The channel is closed by http_get instead.
+        self.sock = None
+        super().close()

@@ -329,6 +329,10 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        # The body in a later packet than the headers, as busy servers send it: the
+        # channel must stay open until it has been read.
+        self.wfile.flush()
+        time.sleep(0.3)
         self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
