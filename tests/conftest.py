@@ -61,6 +61,15 @@ class CLIResult:
         return json.loads(self.stdout)
 
 
+def one_line_error(result: CLIResult) -> str:
+    """The user-facing error contract: non-zero exit, one line on stderr, no traceback."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
 class HPC:
     """The hpclaunch CLI bound to one isolated home directory."""
 

@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import HPC
-
-
-def one_line_error(result) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+from tests.conftest import HPC, one_line_error
 
 
 def test_unknown_preset_lists_near_names(hpc: HPC) -> None:

@@ -8,15 +8,7 @@ import shlex
 
 import pytest
 
-from tests.conftest import HPC
-
-
-def one_line_error(result) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+from tests.conftest import HPC, one_line_error
 
 
 def test_presets_lists_every_preset_with_layout_and_description(hpc: HPC) -> None:
