@@ -12,19 +12,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Endpoint", "list_endpoints", "resolve", "submit", "UserError"]
+__all__ = ["Endpoint", "SubmitRequest", "list_endpoints", "resolve", "submit", "UserError"]
 
 if TYPE_CHECKING:
     from hpclaunch.api import submit
-    from hpclaunch.endpoint import Endpoint, list_endpoints, resolve
+    from hpclaunch.endpoints.resolve import Endpoint, list_endpoints, resolve
     from hpclaunch.errors import UserError
+    from hpclaunch.request import SubmitRequest
 
 _LAZY = {
-    "Endpoint": "hpclaunch.endpoint",
-    "resolve": "hpclaunch.endpoint",
-    "list_endpoints": "hpclaunch.endpoint",
+    "Endpoint": "hpclaunch.endpoints.resolve",
+    "resolve": "hpclaunch.endpoints.resolve",
+    "list_endpoints": "hpclaunch.endpoints.resolve",
     "submit": "hpclaunch.api",
     "UserError": "hpclaunch.errors",
+    "SubmitRequest": "hpclaunch.request",
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time hpclaunch.logwatch on a multi-gigabyte log: read_head_tail + parse, N times.
+"""Time hpclaunch.vllm.logwatch on a multi-gigabyte log: read_head_tail + parse, N times.
 
 ``hpclaunch status`` reads every endpoint's log on every call, and a server that runs for days
 writes gigabytes, so the cost must not grow with the file.  This writes a sparse file of
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hpclaunch.logwatch import HEAD_BYTES, TAIL_BYTES, parse, read_head_tail  # noqa: E402
+from hpclaunch.vllm.logwatch import HEAD_BYTES, TAIL_BYTES, parse, read_head_tail  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "logs" / "ok_v033_single.log"
 

@@ -21,4 +21,5 @@ eval "$(bash scripts/services.sh env 2>/dev/null || true)"
 
 .venv/bin/ruff check hpclaunch tests scripts
 .venv/bin/mypy hpclaunch
+.venv/bin/lint-imports --no-cache
 .venv/bin/pytest -q "$@"

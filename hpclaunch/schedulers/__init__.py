@@ -8,8 +8,8 @@ from hpclaunch.errors import UserError
 
 if TYPE_CHECKING:
     from hpclaunch.config import ClusterProfile
+    from hpclaunch.remote.transport import Transport
     from hpclaunch.schedulers.base import Scheduler
-    from hpclaunch.transport import Transport
 
 
 def scheduler_for(cluster: ClusterProfile, transport: Transport) -> Scheduler:

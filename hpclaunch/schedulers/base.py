@@ -16,8 +16,8 @@ from hpclaunch.errors import SubmitError, UserError
 
 if TYPE_CHECKING:
     from hpclaunch.config import ClusterProfile
-    from hpclaunch.plan import Plan
-    from hpclaunch.transport import Result, Transport
+    from hpclaunch.planning.plan import Plan
+    from hpclaunch.remote.transport import Result, Transport
 
 # Coarse job states, the same for every scheduler.
 QUEUED, RUNNING, DONE, MISSING = "queued", "running", "done", "missing"
@@ -122,7 +122,7 @@ class Scheduler:
     def render(self, plan: Plan, results_dir: str) -> str:
         from dataclasses import replace
 
-        from hpclaunch.render import Raw, render_template
+        from hpclaunch.schedulers.render import Raw, render_template
 
         # Directives (output files, working dir) name files in the results dir.
         plan = replace(plan, results_dir=results_dir)

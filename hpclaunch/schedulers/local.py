@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 from hpclaunch.schedulers.base import MISSING, RUNNING, JobState, Scheduler
 
 if TYPE_CHECKING:
-    from hpclaunch.transport import Result
+    from hpclaunch.remote.transport import Result
 
 # `setsid` makes the script a session and process-group leader; the outer bash
 # exits at once, so the job is nobody's child and leaves no zombie behind.

@@ -6,7 +6,7 @@ PBS Pro 18.1+ also speaks JSON (``qstat -f -x -F json``, ``-x`` adding finished
 jobs), which is tried first and dropped for the rest of this instance's life
 when qstat refuses it. Most ``qstat`` show a single letter for every finished
 job, success and failure alike, so the job's own exit file and log decide
-ENDED or FAILED (see :mod:`hpclaunch.status`); ``Exit_status``, when qstat has
+ENDED or FAILED (see :mod:`hpclaunch.endpoints.status`); ``Exit_status``, when qstat has
 it, only refines the reason. Samples of every format, with their sources, are
 in ``tests/data/pbs/``.
 """
@@ -23,8 +23,8 @@ from hpclaunch.errors import UserError
 from hpclaunch.schedulers.base import DONE, QUEUED, RUNNING, JobState, Scheduler, directive_value
 
 if TYPE_CHECKING:
-    from hpclaunch.plan import Plan
-    from hpclaunch.transport import Result
+    from hpclaunch.planning.plan import Plan
+    from hpclaunch.remote.transport import Result
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ most refreshes need nothing else. Jobs older than that are asked of ``sacct`` in
 one call; when the site runs no accounting database (``Slurm accounting storage is
 disabled``, common on small clusters) the job-completion file (``sacct -c``) is
 tried, and a job nobody remembers is MISSING: the job's own exit file and log
-then decide ENDED or FAILED (see :mod:`hpclaunch.status`).
+then decide ENDED or FAILED (see :mod:`hpclaunch.endpoints.status`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from hpclaunch.errors import UserError
 from hpclaunch.schedulers.base import DONE, QUEUED, RUNNING, JobState, Scheduler, directive_value
 
 if TYPE_CHECKING:
-    from hpclaunch.plan import Plan
-    from hpclaunch.transport import Result
+    from hpclaunch.planning.plan import Plan
+    from hpclaunch.remote.transport import Result
 
 log = logging.getLogger(__name__)
 

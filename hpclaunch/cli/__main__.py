@@ -1,0 +1,3 @@
+from hpclaunch.cli.main import main
+
+main()

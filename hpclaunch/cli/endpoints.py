@@ -1,0 +1,354 @@
+"""Commands on one endpoint's life: submit, wait, endpoints, status, logs, stop, rm, chat."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from hpclaunch.cli.common import (
+    complete_names,
+    complete_presets,
+    human_age,
+    state_label,
+    table,
+)
+from hpclaunch.cli.main import cli
+from hpclaunch.errors import UserError
+
+EPILOG_SUBMIT = """\b
+Examples:
+  hpclaunch submit Qwen3-VL-2B --preset dp4-throughput
+  hpclaunch submit Qwen/Qwen3-8B --preset tp2-balanced --name q8 --cluster mycluster
+  hpclaunch submit Qwen3-0.6B --preset single-gpu --simulate       # stand-in, no GPU
+  hpclaunch submit Qwen3-0.6B --preset single-gpu --set max-num-seqs=64 --dry-run
+"""
+
+
+
+@cli.command(epilog=EPILOG_SUBMIT)
+@click.argument("model")
+@click.option("--preset", "-p", required=True, shell_complete=complete_presets,
+              help="Preset name (hpclaunch presets lists them).")
+@click.option("--name", "-n", help="Endpoint name (default: derived from the model).")
+@click.option("--cluster", "-c", help="Cluster profile from clusters.yaml (default: its default).")
+@click.option("--scheduler", type=click.Choice(["local", "slurm", "pbs"]),
+              help="Override the profile's scheduler.")
+@click.option("--pbs-dialect", type=click.Choice(["pbspro", "torque"]),
+              help="With --scheduler pbs: which PBS.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a preset value: dp/tp/pp, a resource (time-limit, partition, ...) "
+                   "or any vLLM flag (max-num-seqs=256). Repeatable.")
+@click.option("--vllm-args", default="", metavar='"ARGS"', help="Extra vLLM flags, verbatim.")
+@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE",
+              help="Environment variable for the job. Repeatable.")
+@click.option("--gpus-per-node", type=int, help="GPUs per node, if the profile does not say.")
+@click.option("--gpu", "gpu_model", metavar="MODEL",
+              help="GPU model for the memory checks (H100-80GB, A100-40GB, RTX5090, ...), "
+                   "if the profile's gpu-model does not say.")
+@click.option("--simulate/--no-simulate", default=None,
+              help="Run hpclaunch's vLLM stand-in instead of vLLM (no GPU; for demos and tests).")
+@click.option("--dry-run", is_flag=True, help="Print the job script; submit nothing.")
+@click.option("--wait", "wait_ready", is_flag=True, help="Wait until READY after submitting.")
+@click.option("--timeout", default=1800.0, show_default=True, help="Seconds for --wait.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new endpoint as JSON.")
+@click.option("--export", "export_after", is_flag=True,
+              help="Update the vf-eval endpoints file afterwards (see hpclaunch export).")
+def submit(model: str, preset: str, name: str | None, cluster: str | None,
+           scheduler: str | None, pbs_dialect: str | None, sets: tuple[str, ...],
+           vllm_args: str, envs: tuple[str, ...], gpus_per_node: int | None,
+           gpu_model: str | None,
+           simulate: bool | None, dry_run: bool, wait_ready: bool, timeout: float,
+           as_json: bool, export_after: bool) -> None:
+    """Render a vLLM job for MODEL with a preset and submit it.
+
+    MODEL is a catalog alias (Qwen3-VL-2B), a Hugging Face id (Qwen/Qwen3-8B) or a
+    local path. Every value is checked before anything is queued.
+    """
+    from hpclaunch import api
+    from hpclaunch.planning.plan import parse_assignments
+
+    overrides = parse_assignments(list(sets))
+    env = raw_assignments(list(envs), "--env")
+    request = api.SubmitRequest(
+        model=model, preset=preset, cluster=cluster, name=name, overrides=overrides,
+        scheduler=scheduler, pbs_dialect=pbs_dialect, vllm_args=vllm_args, env=env,
+        simulate=simulate, gpus_per_node=gpus_per_node, gpu=gpu_model)
+    result = api.submit(request, dry_run=dry_run)
+    for warning in result.warnings:
+        click.echo(warning, err=True)
+    if dry_run:
+        click.echo(result.script, nl=False)
+        return
+    rec = result.record
+    assert rec is not None
+    if as_json and not wait_ready:
+        click.echo(json.dumps(rec.public(), indent=2))
+        return
+    sim = " (simulated: hpclaunch stand-in, no GPU)" if rec.simulated else ""
+    click.echo(f"submitted {rec.name}: job {rec.job_id} on {rec.cluster} "
+               f"({rec.scheduler}){sim}", err=as_json)
+    click.echo(f"  next: hpclaunch wait {rec.name}", err=as_json)
+    try:
+        if wait_ready:
+            _wait_and_report(rec.name, timeout, as_json)
+    finally:
+        if export_after:
+            from hpclaunch.eval.export import export_after_command
+
+            export_after_command(lambda m: click.echo(m, err=True), hint_name=rec.name)
+
+
+def raw_assignments(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{what} takes KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def _wait_and_report(name: str, timeout: float, as_json: bool, quiet: bool = False) -> None:
+    from hpclaunch import api
+
+    last = {"line": ""}
+    tty = sys.stderr.isatty()
+
+    def progress(rec: Any, elapsed: float) -> None:
+        if quiet:
+            return
+        line = f"{rec.name}: {rec.state} {human_age(elapsed)}"
+        if rec.reason:
+            line += f" - {rec.reason}"
+        if line.split(" ", 2)[1:2] == last["line"].split(" ", 2)[1:2] and not tty and \
+                rec.reason and last["line"].endswith(rec.reason):
+            return
+        if tty:
+            click.echo("\r\033[K" + line[:150], nl=False, err=True)
+        else:
+            click.echo(line, err=True)
+        last["line"] = line
+
+    rec = api.wait(name, timeout=timeout, on_progress=progress)
+    if tty and not quiet:
+        click.echo("", err=True)
+    if as_json:
+        click.echo(json.dumps(rec.public(), indent=2))
+    elif rec.state == "READY":
+        click.echo(f"{rec.name} is READY at {rec.url} (model {rec.served_model_name!r})")
+    if rec.state != "READY":
+        raise UserError(f"{rec.name} is {rec.state}: {rec.reason}")
+
+
+@cli.command()
+@click.argument("name", shell_complete=complete_names)
+@click.option("--timeout", default=1800.0, show_default=True,
+              help="Give up (exit 1) after this many seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the endpoint as JSON when done.")
+@click.option("--export", "export_after", is_flag=True,
+              help="Then update the vf-eval endpoints file (see hpclaunch export).")
+def wait(name: str, timeout: float, quiet: bool, as_json: bool, export_after: bool) -> None:
+    """Wait until endpoint NAME is READY; exit 1 if it fails or the timeout passes.
+
+    \b
+    Example:
+      hpclaunch wait qwen-vl --timeout 3600 && vf-eval my-env -m qwen-vl
+    """
+    try:
+        _wait_and_report(name, timeout, as_json, quiet)
+    finally:
+        if export_after:
+            from hpclaunch.eval.export import export_after_command
+
+            export_after_command(lambda m: click.echo(m, err=True))
+
+
+@cli.command()
+@click.option("--all", "-a", "show_all", is_flag=True, help="Include ENDED and FAILED endpoints.")
+@click.option("--cached", is_flag=True, help="Show stored states; ask no scheduler.")
+@click.option("--json", "as_json", is_flag=True, help="JSON list (no API keys).")
+def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
+    """List endpoints: NAME MODEL STATE URL JOB NODE AGE.
+
+    Live entries are refreshed with one scheduler call per cluster.
+    """
+    from hpclaunch.registry import Registry
+
+    registry = Registry()
+    if cached:
+        records = list(registry.load().values())
+    else:
+        from hpclaunch import api
+
+        warnings: list[str] = []
+        records = api.refresh(registry=registry, warnings=warnings)
+        for warning in warnings:
+            click.echo(f"hpclaunch: warning: {warning}", err=True)
+    if not show_all:
+        records = [r for r in records if not r.final]
+    records.sort(key=lambda r: r.created)
+    if as_json:
+        click.echo(json.dumps([r.public() for r in records], indent=2))
+        return
+    if not records:
+        click.echo("no endpoints" + ("" if show_all else " (--all shows ended ones)"))
+        return
+    now = time.time()
+    rows = [[r.name, r.served_model_name if r.served_model_name == r.model_id else
+             f"{r.model_id}", state_label(r), r.url or "-", r.job_id, r.host or "-",
+             human_age(now - r.created)] for r in records]
+    click.echo(table(rows, ["NAME", "MODEL", "STATE", "URL", "JOB", "NODE", "AGE"]))
+
+
+@cli.command()
+@click.argument("name", shell_complete=complete_names)
+@click.option("--json", "as_json", is_flag=True, help="JSON object (no API key).")
+def status(name: str, as_json: bool) -> None:
+    """State, job, node, port, log path and the last stats line of NAME."""
+    from hpclaunch import api
+
+    observations: dict[str, Any] = {}
+    rec = api.refresh([name], observations=observations)[0]
+    obs = observations.get(name)
+    report = getattr(obs, "report", None)
+    stats_line = _stats_summary(report)
+    if as_json:
+        data = rec.public()
+        data["last_stats"] = stats_line
+        click.echo(json.dumps(data, indent=2))
+        return
+    fields = [
+        ("name", rec.name), ("state", state_label(rec)), ("reason", rec.reason or "-"),
+        ("model", rec.model_id), ("served as", rec.served_model_name), ("preset", rec.preset),
+        ("cluster", f"{rec.cluster} ({rec.scheduler})"), ("job", rec.job_id),
+        ("node", rec.host or "-"), ("port", str(rec.port or "-")), ("url", rec.url or "-"),
+        ("log", rec.log_path or "-"), ("last stats", stats_line or "-"),
+    ]
+    for key, value in fields:
+        click.echo(f"{key + ':':<12} {value}")
+
+
+def _stats_summary(report: Any) -> str:
+    if report is None or not getattr(report, "stats", None):
+        return ""
+    parts = []
+    for engine, st in sorted(report.stats.items()):
+        parts.append(f"engine {engine}: prompt {st.prompt_tps:.1f} tok/s, gen {st.gen_tps:.1f} "
+                     f"tok/s, running {st.running}, waiting {st.waiting}, "
+                     f"KV {st.kv_usage_pct:.1f}%")
+    return "; ".join(parts)
+
+
+@cli.command()
+@click.argument("name", shell_complete=complete_names)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@click.option("--lines", "-n", default=50, show_default=True, help="Lines from the end to show.")
+def logs(name: str, follow: bool, lines: int) -> None:
+    """Print the realtime vLLM log of NAME (a tail read, whatever its size)."""
+    from hpclaunch import api
+    from hpclaunch.config import get_cluster
+    from hpclaunch.registry import Registry
+    from hpclaunch.remote.connect import transport_for
+
+    registry = Registry()
+    rec = registry.get(name)
+    if not rec.final:
+        rec = api.refresh([name], registry=registry, probe=False)[0]
+    if not rec.log_path:
+        raise UserError(f"{name} has no log yet ({rec.state}: {rec.reason}); "
+                        f"try again once the job runs")
+    transport = transport_for(get_cluster(rec.cluster))
+    try:
+        st = transport.stat(rec.log_path)
+        if st is None:
+            raise UserError(f"log {rec.log_path} does not exist (yet)")
+        window = max(lines, 1) * 400
+        start = max(0, st.size - window)
+        data = transport.read_range(rec.log_path, start, st.size - start)
+        text = data.decode("utf-8", errors="replace")
+        tail = text.splitlines()[-lines:] if lines > 0 else []
+        for line in tail:
+            click.echo(line)
+        offset = st.size
+        while follow:
+            time.sleep(0.5)
+            st = transport.stat(rec.log_path)
+            if st is None:
+                continue
+            if st.size < offset:  # truncated or rotated: start over
+                offset = 0
+            if st.size > offset:
+                chunk = transport.read_range(rec.log_path, offset, st.size - offset)
+                offset += len(chunk)
+                click.echo(chunk.decode("utf-8", errors="replace"), nl=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        transport.close()
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names)
+def stop(names: tuple[str, ...]) -> None:
+    """Cancel the jobs of NAMES; entries stay as ENDED (endpoints --all shows them)."""
+    from hpclaunch import api
+
+    for name in names:
+        rec = api.stop(name)
+        click.echo(f"{rec.name}: {rec.state} ({rec.reason})")
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True, shell_complete=complete_names)
+def rm(names: tuple[str, ...]) -> None:
+    """Forget ended endpoints NAMES (their files in the results dir stay)."""
+    from hpclaunch import api
+
+    for name in names:
+        api.remove(name)
+        click.echo(f"removed {name}")
+
+
+@cli.command()
+@click.argument("name", shell_complete=complete_names)
+@click.argument("message", default="Say hello in five words.")
+@click.option("--max-tokens", default=64, show_default=True)
+def chat(name: str, message: str, max_tokens: int) -> None:
+    """Send one chat MESSAGE to endpoint NAME and print the reply (a smoke test).
+
+    \b
+    Example:
+      hpclaunch chat qwen-vl "What is 2+2?"
+    """
+    from hpclaunch.endpoints.resolve import resolve
+
+    click.echo(resolve(name).chat(message, max_tokens=max_tokens))
+
+
+# `presets` and `presets show` live in cli_plan.py with plan, check and suggest.
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script (endpoint and preset names complete too).
+
+    \b
+    Examples:
+      eval "$(hpclaunch completion bash)"          # in ~/.bashrc
+      hpclaunch completion zsh > ~/.zfunc/_hpclaunch
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    if cls is None:
+        raise UserError(f"no completion for {shell}")
+    click.echo(cls(cli, {}, "hpclaunch", "_HPCLAUNCH_COMPLETE").source())
+
+
+# Command name -> the module that registers it on `cli` when imported.

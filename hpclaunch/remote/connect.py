@@ -1,0 +1,19 @@
+"""Pick the transport for a cluster profile: local, or SSH to its login node.
+
+Kept apart from :mod:`hpclaunch.remote.transport` so that the SSH transport can build on
+the base classes without the two modules importing each other.
+"""
+
+from __future__ import annotations
+
+from hpclaunch.remote.transport import LocalTransport, Transport
+
+
+def transport_for(cluster: object) -> Transport:
+    """Local unless the profile names an SSH host."""
+    host = getattr(cluster, "host", None)
+    if not host:
+        return LocalTransport()
+    from hpclaunch.remote.ssh import SSHTransport
+
+    return SSHTransport.from_profile(cluster)

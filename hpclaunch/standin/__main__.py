@@ -1,0 +1,5 @@
+import sys
+
+from hpclaunch.standin.server import main
+
+sys.exit(main())
