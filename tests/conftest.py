@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Set by scripts/test.sh for the tests themselves (where the test harness put things), not
+# read by hpclaunch: the isolated home must keep them.
+TEST_SETUP_VARS = {"HPCLAUNCH_VF04_VENV"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -146,6 +149,6 @@ def hpc(tmp_path: Path) -> Iterator[HPC]:
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process library calls never touch the developer's real registry."""
     for key in list(os.environ):
-        if key.startswith(("XDG_", "HPCLAUNCH_")):
+        if key.startswith(("XDG_", "HPCLAUNCH_")) and key not in TEST_SETUP_VARS:
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "hpchome"))

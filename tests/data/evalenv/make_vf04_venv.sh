@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Build (once) a separate venv with verifiers 0.4.x for the 0.4 config-file test.
-# verifiers 0.3.x and 0.4.x cannot share a venv; this one lives outside the repo and
+# verifiers 0.3.x and 0.4.x cannot share a venv; this one lives in the checkout (.venv-vf04, git-ignored) and
 # is reused while it exists (a .complete marker says the install finished).
 # Usage: bash tests/data/evalenv/make_vf04_venv.sh [DIR]   -> prints DIR
 set -euo pipefail
-dir="${1:-/tmp/hpclaunch-vf04-venv}"
+dir="${1:-$(cd "$(dirname "$0")/../../.." && pwd)/.venv-vf04}"
 if [[ -f "$dir/.complete" ]]; then
     echo "$dir"
     exit 0

@@ -23,7 +23,8 @@ from tests.conftest import HPC, hpclaunch_argv, require
 
 pytestmark = pytest.mark.vfeval
 
-EVALENV = Path(__file__).resolve().parents[2] / "data" / "evalenv"
+REPO = Path(__file__).resolve().parents[3]
+EVALENV = REPO / "tests" / "data" / "evalenv"
 ENV_ID = "hpclaunch-echo-env"
 FAST = ["-n", "2", "-r", "1", "-c", "2", "--disable-tui", "--disable-env-server"]
 # The test environment parses <think> tags unless told otherwise (like many real ones), and a
@@ -260,7 +261,7 @@ def test_verifiers_own_loader_reads_a_merged_registry(hpc: HPC, vf: Path,
 
 def vf04_venv() -> Path | None:
     """The cached verifiers 0.4 venv (tests/data/evalenv/make_vf04_venv.sh builds it)."""
-    path = Path(os.environ.get("HPCLAUNCH_VF04_VENV", "/tmp/hpclaunch-vf04-venv"))
+    path = Path(os.environ.get("HPCLAUNCH_VF04_VENV", REPO / ".venv-vf04"))
     return path if (path / ".complete").exists() else None
 
 
