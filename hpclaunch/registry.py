@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from hpclaunch.config import state_dir
 from hpclaunch.errors import UserError
 
 SCHEMA_VERSION = 1
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")  # always fullmatch: "$" admits "\n"
 
 # Lifecycle of an endpoint; ENDED and FAILED are final and never re-queried.
 # UNHEALTHY: was READY, the job still runs, but /health stopped answering (hung).
@@ -33,11 +33,12 @@ PENDING, STARTING, READY, UNHEALTHY, FAILED, ENDED, UNKNOWN = (
     "PENDING", "STARTING", "READY", "UNHEALTHY", "FAILED", "ENDED", "UNKNOWN",
 )
 FINAL_STATES = frozenset({FAILED, ENDED})
+STATES = (PENDING, STARTING, READY, UNHEALTHY, FAILED, ENDED, UNKNOWN)
 
 
 def check_name(name: str) -> str:
     """Endpoint names end up in file names, job names and env var names."""
-    if not NAME_RE.match(name or ""):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise UserError(
             f"invalid endpoint name {name!r}: use letters, digits, '.', '_' or '-' "
             "(start with a letter or digit, at most 63 characters)"
@@ -72,6 +73,7 @@ class Record:
     created: float = 0.0
     updated: float = 0.0
     ended: float = 0.0
+    submission: str = ""  # id of the submit that owns this name's files and job
 
     @property
     def url(self) -> str:
@@ -84,13 +86,38 @@ class Record:
     def final(self) -> bool:
         return self.state in FINAL_STATES
 
+    @property
+    def files(self) -> str:
+        """Path prefix of this submission's own files (key, endpoint file, exit file).
+
+        The submission id in it means a later or a concurrent submission of the same
+        name can never overwrite or delete them; records from before it had none.
+        """
+        tag = f"{self.name}.{self.submission}" if self.submission else self.name
+        return f"{self.results_dir}/{tag}"
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """A record from its JSON form, each field checked against its type.
+
+        Unknown keys (written by a newer hpclaunch) are ignored; a wrong type raises
+        ``ValueError`` naming the field.
+        """
+        import msgspec  # where files are read, not at import: --help stays fast
+
+        try:
+            rec = msgspec.convert(data, cls, strict=True)
+        except msgspec.ValidationError as exc:
+            raise ValueError(_schema_error(exc)) from None
+        check_name(rec.name)
+        if rec.state not in STATES:
+            raise ValueError(f"state: {rec.state!r} is not one of {', '.join(STATES)}")
+        if rec.port and not 0 < rec.port < 65536:
+            raise ValueError(f"port: {rec.port} is not a port number")
+        return rec
 
     def public(self) -> dict[str, Any]:
         """The record without its API key, for printing and ``--json``."""
@@ -113,17 +140,12 @@ class Registry:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
+        except OSError as exc:
+            raise UserError(f"registry {self.path} cannot be read ({exc.strerror}); "
+                            "check its permissions") from exc
         try:
-            data = json.loads(raw.decode("utf-8"))
-            if not isinstance(data, dict) or not isinstance(data.get("endpoints"), dict):
-                raise ValueError("missing 'endpoints' mapping")
-            version = data.get("schema")
-            if version != SCHEMA_VERSION:
-                raise ValueError(
-                    f"schema version {version!r}, this hpclaunch reads {SCHEMA_VERSION}"
-                )
-            return {name: Record.from_json(rec) for name, rec in data["endpoints"].items()}
-        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            return decode_records(raw)
+        except ValueError as exc:
             raise UserError(
                 f"registry {self.path} is corrupt ({exc}); it was left untouched: repair it, "
                 f"or move it aside to start a new one"
@@ -143,9 +165,17 @@ class Registry:
     # -- writing -----------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict[str, Record]]:
-        """Lock, yield the records for in-place change, then write them atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Lock, yield the records for in-place change, then write them atomically.
+
+        A registry that cannot be locked or written (read-only, full disk, a directory
+        where the lock file goes) is a :class:`UserError`, raised before the body runs
+        or instead of the write: the caller has not acted on a change nobody recorded.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise UserError(self._unwritable(exc)) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             records = self._read()
@@ -153,10 +183,18 @@ class Registry:
             yield records
             after = json.dumps({k: v.to_json() for k, v in records.items()}, sort_keys=True)
             if after != before:
-                self._write(records)
+                try:
+                    self._write(records)
+                except OSError as exc:
+                    raise UserError(self._unwritable(exc)) from exc
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _unwritable(self, exc: OSError) -> str:
+        where = exc.filename or self.path
+        return (f"cannot write the registry ({where}: {exc.strerror or exc}); free disk space "
+                f"or fix the permissions of {self.path.parent}")
 
     def _write(self, records: dict[str, Record]) -> None:
         payload = {
@@ -180,17 +218,51 @@ class Registry:
 
     def add(self, record: Record) -> None:
         """Insert a new endpoint; a live entry of the same name is refused."""
+        self.reserve(record)
+
+    def reserve(self, record: Record) -> Record | None:
+        """Claim ``record.name`` for one submission, before any file or job exists.
+
+        A live entry of that name is refused; an ended one is replaced and returned, so
+        that :meth:`release` can put it back if the submission fails. Under the lock,
+        so of many concurrent submits exactly one wins a name.
+        """
         with self.transaction() as records:
             old = records.get(record.name)
             if old is not None and not old.final:
+                what = f"job {old.job_id}" if old.job_id else "being submitted"
                 raise UserError(
-                    f"endpoint {record.name!r} already exists ({old.state}, job {old.job_id}); "
+                    f"endpoint {record.name!r} already exists ({old.state}, {what}); "
                     f"stop it first (hpclaunch stop {record.name}) or pick another --name"
                 )
             now = time.time()
             record.created = record.created or now
             record.updated = now
             records[record.name] = record
+            return old
+
+    def claimed(self, name: str, submission: str, **changes: Any) -> Record | None:
+        """Update ``name`` only while ``submission`` still owns it and it is not final
+        (None otherwise: stopped or replaced meanwhile)."""
+        with self.transaction() as records:
+            rec = records.get(name)
+            if rec is None or rec.submission != submission or rec.final:
+                return None
+            for key, value in changes.items():
+                setattr(rec, key, value)
+            rec.updated = time.time()
+            return rec
+
+    def release(self, name: str, submission: str, previous: Record | None) -> None:
+        """Undo :meth:`reserve` of a submission that queued nothing."""
+        with self.transaction() as records:
+            rec = records.get(name)
+            if rec is None or rec.submission != submission:
+                return
+            if previous is None:
+                del records[name]
+            else:
+                records[name] = previous
 
     def update(self, name: str, **changes: Any) -> Record | None:
         """Change fields of one entry; returns the new record (None if it vanished)."""
@@ -214,6 +286,39 @@ class Registry:
                 )
             del records[name]
             return rec
+
+
+def decode_records(raw: bytes) -> dict[str, Record]:
+    """The registry file's records; ``ValueError`` names the first bad entry and field."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    if not isinstance(data, dict) or not isinstance(data.get("endpoints"), dict):
+        raise ValueError("missing 'endpoints' mapping")
+    version = data.get("schema")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"schema version {version!r}, this hpclaunch reads {SCHEMA_VERSION}")
+    records: dict[str, Record] = {}
+    for name, entry in data["endpoints"].items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"endpoints.{name!r}: expected an object, got {entry!r:.40}")
+        try:
+            rec = Record.from_json(entry)
+        except (ValueError, UserError) as exc:
+            raise ValueError(f"endpoints.{name!r}: {exc}") from None
+        if rec.name != name:
+            raise ValueError(f"endpoints.{name!r}: its name field says {rec.name!r}")
+        records[name] = rec
+    return records
+
+
+def _schema_error(exc: Exception) -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.port`" as "port: expected int, got str"."""
+    text = str(exc)
+    message, _, where = text.partition(" - at `$")
+    field_path = where.rstrip("`").lstrip(".") or "entry"
+    return f"{field_path}: {message[:1].lower()}{message[1:]}".replace("`", "")
 
 
 def unknown_name_message(name: str, records: dict[str, Record]) -> str:

@@ -64,6 +64,12 @@ class CLIResult:
         return json.loads(self.stdout)
 
 
+def job_file(rec: dict, suffix: str) -> Path:
+    """A file of the submission behind registry entry ``rec`` (``key``, ``endpoint.json``,
+    ``exit``): named after the endpoint and its submission id."""
+    return Path(rec["results_dir"]) / f"{rec['name']}.{rec['submission']}.{suffix}"
+
+
 def one_line_error(result: CLIResult) -> str:
     """The user-facing error contract: non-zero exit, one line on stderr, no traceback."""
     assert result.returncode != 0

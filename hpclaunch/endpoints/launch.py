@@ -6,9 +6,11 @@ preflight has passed.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -86,7 +88,13 @@ def build_plan(request: SubmitRequest) -> Any:
 
 def submit(request: SubmitRequest, *, dry_run: bool = False,
            registry: Registry | None = None) -> SubmitResult:
-    """Plan, check, render and submit one endpoint; records it as PENDING."""
+    """Plan, check, render and submit one endpoint; records it as PENDING.
+
+    Reserve first, then act: the name is claimed in the registry (under its lock)
+    before any file is written or any job queued, so concurrent submits of one name
+    leave one winner and the losers touch nothing. The winner's files carry its
+    submission id. A job the registry cannot record is cancelled, and the error says so.
+    """
     from hpclaunch.planning.preflight import ERROR, check
     from hpclaunch.remote.connect import transport_for
     from hpclaunch.schedulers import scheduler_for
@@ -98,51 +106,84 @@ def submit(request: SubmitRequest, *, dry_run: bool = False,
     if errors:
         raise PreflightFailed(errors)
     registry = registry or Registry()
-    if not dry_run:
-        existing = registry.load().get(plan.name)
-        if existing is not None and not existing.final:
-            raise UserError(
-                f"endpoint {plan.name!r} already exists ({existing.state}, job "
-                f"{existing.job_id}); stop it first (hpclaunch stop {plan.name}) or pick "
-                "another --name"
-            )
     transport = transport_for(plan.cluster)
     try:
         backend = scheduler_for(plan.cluster, transport)
         results_dir = default_results_dir(plan.cluster)
-        if not dry_run:
-            results_dir = transport.expanduser(results_dir)
-        script = backend.render(plan, results_dir)
         if dry_run:
-            return SubmitResult(None, script, plan, warnings)
-        transport.makedirs(results_dir)
-        for stale in (f"{plan.name}.endpoint.json", f"{plan.name}.exit"):
-            transport.remove(f"{results_dir}/{stale}")
-        api_key = secrets.token_urlsafe(24)
-        key_path = f"{results_dir}/{plan.name}.key"
-        transport.write_file(key_path, api_key.encode(), 0o600)
-        script_path = f"{results_dir}/hpclaunch_{plan.name}.sh"
-        transport.write_file(script_path, script.encode(), 0o700)
-        try:
-            job_id = backend.submit(script_path)
-        except BaseException:
-            transport.remove(key_path)  # no job will read it; the script stays for a look
-            raise
+            return SubmitResult(None, backend.render(plan, results_dir), plan, warnings)
+        results_dir = transport.expanduser(results_dir)
+        submission = secrets.token_hex(4)
+        script = backend.render(plan, results_dir, submission=submission)
         record = Record(
             name=plan.name, model=plan.model, model_id=plan.model_id,
             served_model_name=plan.served_model_name, preset=plan.preset,
             cluster=plan.cluster.name, scheduler=plan.cluster.scheduler,
             pbs_dialect=plan.cluster.pbs_dialect if plan.cluster.scheduler == "pbs" else "",
-            job_id=job_id,
-            results_dir=results_dir, script_path=script_path, api_key=api_key,
+            results_dir=results_dir, api_key=secrets.token_urlsafe(24),
             simulated=plan.simulate, layout={"dp": plan.dp, "tp": plan.tp, "pp": plan.pp},
-            vllm_args=list(plan.vllm_flags), reason="submitted",
+            vllm_args=list(plan.vllm_flags), reason="reserved: queueing its job",
+            submission=submission,
+            script_path=f"{results_dir}/hpclaunch_{plan.name}.{submission}.sh",
         )
+        previous = registry.reserve(record)
         try:
-            registry.add(record)
-        except UserError:
-            backend.cancel(job_id)  # lost a race for the name: do not leave an orphan
+            record = _queue(record, script, backend, transport, registry)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                registry.release(record.name, submission, previous)
+            with contextlib.suppress(Exception):
+                transport.remove(f"{record.files}.key")  # no job will read it
             raise
-        return SubmitResult(record, script, plan, warnings, script_path)
+        return SubmitResult(record, script, plan, warnings, record.script_path)
     finally:
         transport.close()
+
+
+def _queue(record: Record, script: str, backend: Any, transport: Any,
+           registry: Registry) -> Record:
+    """Write the job's files, queue it and record its id: the steps after the name is ours."""
+    transport.makedirs(record.results_dir)
+    transport.write_file(f"{record.files}.key", record.api_key.encode(), 0o600)
+    transport.write_file(record.script_path, script.encode(), 0o700)
+    # From the moment the scheduler has a job until the registry knows its id, a signal
+    # (Ctrl-C, a kill from a batch system) waits: it is delivered right after.
+    with signals_deferred():
+        job_id = backend.submit(record.script_path)
+        try:
+            done = registry.claimed(record.name, record.submission, job_id=job_id,
+                                    reason="submitted")
+            if done is None:
+                raise UserError(f"endpoint {record.name!r} was removed from the registry "
+                                "while its job was being queued")
+        except BaseException as exc:
+            raise UserError(_orphan_message(job_id, exc, backend)) from exc
+    return done
+
+
+def _orphan_message(job_id: str, exc: BaseException, backend: Any) -> str:
+    """Cancel a job nobody recorded, and say what happened either way."""
+    why = str(exc) or type(exc).__name__
+    try:
+        backend.cancel(job_id)
+    except Exception as cancel_exc:  # noqa: BLE001 - the user must hear of both failures
+        return (f"job {job_id} was queued but could not be recorded ({why}), and cancelling "
+                f"it failed too ({cancel_exc}): cancel it by hand")
+    return f"job {job_id} was queued but could not be recorded ({why}); it was cancelled"
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP for the block (main thread only), deliver them after."""
+    import signal
+    import threading
+
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

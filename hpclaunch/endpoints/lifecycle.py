@@ -18,6 +18,29 @@ from hpclaunch.registry import ENDED, FAILED, READY, Record, Registry
 from hpclaunch.schedulers.base import JobState
 
 STATUS_FAILURE_BUDGET = 3  # consecutive failed status queries before `wait` gives up
+# A name reserved by a submit that never recorded a job id (the submit was killed -9,
+# or its machine died) is given up after this long; sbatch/qsub time out after 120 s.
+RESERVATION_TIMEOUT_S = 180.0
+
+
+def _expired_reservations(recs: list[Record], registry: Registry,
+                          records: dict[str, Record]) -> list[Record]:
+    """Reservations still waiting for their job id: no scheduler can be asked about them.
+
+    Returns the records that do have a job; those whose submit died are marked FAILED.
+    """
+    with_job = []
+    for rec in recs:
+        if rec.job_id:
+            with_job.append(rec)
+        elif time.time() - rec.created > RESERVATION_TIMEOUT_S:
+            updated = registry.claimed(
+                rec.name, rec.submission, state=FAILED, ended=time.time(),
+                reason="its submit stopped before recording a job id; if a job named "
+                       f"hpcl-{rec.name} is in the queue, cancel it by hand")
+            if updated is not None:
+                records[rec.name] = updated
+    return with_job
 
 
 def profile_of(rec: Record, profiles: dict[str, ClusterProfile]) -> ClusterProfile:
@@ -64,7 +87,7 @@ def refresh(
         chosen = [records[n] for n in names]
     else:
         chosen = list(records.values())
-    live = [r for r in chosen if not r.final]
+    live = _expired_reservations([r for r in chosen if not r.final], registry, records)
     profiles = load_profiles() if live else {}
     groups: dict[tuple[str, str, str], list[Record]] = {}
     for rec in live:
@@ -142,6 +165,16 @@ def wait(
         if on_progress:
             on_progress(rec, 0.0)
         return rec
+    while not rec.job_id and not rec.final:  # its submit is still queueing the job
+        if time.monotonic() - start >= min(timeout, RESERVATION_TIMEOUT_S):
+            raise UserError(f"{name} is still being submitted (no job id yet); "
+                            f"hpclaunch status {name} tells when it is queued")
+        time.sleep(min(poll, 0.2))
+        rec = registry.get(name)
+    if rec.final:
+        if on_progress:
+            on_progress(rec, time.monotonic() - start)
+        return rec
     profile = profile_of(rec, load_profiles())
     transport = transport_for(profile)
     try:
@@ -191,12 +224,15 @@ def stop(name: str, *, registry: Registry | None = None) -> Record:
     rec = registry.get(name)
     if rec.final:
         return rec
-    profile = profile_of(rec, load_profiles())
-    transport = transport_for(profile)
-    try:
-        scheduler_for(profile, transport).cancel(rec.job_id)
-    finally:
-        transport.close()
+    if rec.job_id:
+        profile = profile_of(rec, load_profiles())
+        transport = transport_for(profile)
+        try:
+            scheduler_for(profile, transport).cancel(rec.job_id)
+        finally:
+            transport.close()
+    # Without a job id its submit is still running: ENDED makes that submit cancel the
+    # job it queues (Registry.claimed refuses a final entry).
     updated = registry.update(name, state=ENDED, reason="stopped by hpclaunch stop",
                               ended=time.time())
     return updated or rec

@@ -47,11 +47,11 @@ class Observation:
 
 
 def endpoint_file(rec: Record) -> str:
-    return f"{rec.results_dir}/{rec.name}.endpoint.json"
+    return f"{rec.files}.endpoint.json"
 
 
 def exit_file(rec: Record) -> str:
-    return f"{rec.results_dir}/{rec.name}.exit"
+    return f"{rec.files}.exit"
 
 
 def read_endpoint_file(transport: Transport, rec: Record) -> dict[str, Any] | None:
@@ -65,6 +65,10 @@ def read_endpoint_file(transport: Transport, rec: Record) -> dict[str, Any] | No
         return None
     if not isinstance(data, dict):
         return None
+    port, host = data.get("port"), data.get("host")
+    if not isinstance(host, str) or not host or isinstance(port, bool) \
+            or not isinstance(port, int) or not 0 < port < 65536:
+        return None  # not (yet) a whole report from the job: read it again next time
     job = str(data.get("job_id", ""))
     # A reused name must not pick up a previous job's file (PBS ids carry a suffix).
     if rec.job_id and job and job.split(".")[0] != rec.job_id.split(".")[0]:

@@ -26,7 +26,9 @@ RESOURCE_KEYS = ("time-limit", "cpus-per-task", "mem", "partition", "account", "
 RESERVED_FLAGS = {"port": "the job picks the port on the node (use --set port=N to request one)",
                   "api-key": "the API key is set by hpclaunch through VLLM_API_KEY, never on a "
                              "command line",
-                  "host": "set bind_host in the cluster profile"}
+                  "host": "set bind_host in the cluster profile",
+                  "served-model-name": "the endpoint name is the served model name, so that "
+                                       "clients can ask for it by name; use --name"}
 DEFAULT_PORT = 8000
 RAW_STRING_KEYS = {"time-limit", "mem", "partition", "account", "qos", "queue", "filesystems"}
 
@@ -171,6 +173,9 @@ def build(
     model_id = resolve_model_id(model)
     endpoint = check_name(_default_name(model_id) if name is None else name)
     layout = dict(preset.layout)
+    for key in preset.vllm:
+        if key in RESERVED_FLAGS:
+            raise UserError(f"preset {preset.name}: vllm.{key}: {RESERVED_FLAGS[key]}")
     flags = dict(preset.vllm)
     resources = {k.replace("_", "-"): v for k, v in preset.resources.items()}
     known = _known_vllm_flags(cluster.vllm_version)

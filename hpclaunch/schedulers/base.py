@@ -119,7 +119,7 @@ class Scheduler:
             lines.append(extra)
         return lines
 
-    def render(self, plan: Plan, results_dir: str) -> str:
+    def render(self, plan: Plan, results_dir: str, *, submission: str = "") -> str:
         from dataclasses import replace
 
         from hpclaunch.schedulers.render import Raw, render_template
@@ -129,6 +129,7 @@ class Scheduler:
 
         context: dict[str, Any] = {
             "name": plan.name,
+            "submission": submission,
             "model_id": plan.model_id,
             "preset": plan.preset,
             "results_dir": results_dir,

@@ -18,13 +18,15 @@ fi
 set -uo pipefail
 
 HPCLAUNCH_NAME=pbspro-directives
+# This submission's own files: another submit of the same name never touches them.
+HPCLAUNCH_FILES=pbspro-directives
 RESULTS_DIR=/lus/eagle/projects/myproj/hpclaunch_results
 REQUESTED_PORT=8000
 HPCLAUNCH_PYTHON=python3
 JOB_ID="${PBS_JOBID:-$$}"
-ENDPOINT_FILE="$RESULTS_DIR/$HPCLAUNCH_NAME.endpoint.json"
-EXIT_FILE="$RESULTS_DIR/$HPCLAUNCH_NAME.exit"
-KEY_FILE="$RESULTS_DIR/$HPCLAUNCH_NAME.key"
+ENDPOINT_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.endpoint.json"
+EXIT_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.exit"
+KEY_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.key"
 mkdir -p "$RESULTS_DIR" && cd "$RESULTS_DIR" || exit 1
 module use /soft/modulefiles
 module load conda/2024-04-29
@@ -67,7 +69,7 @@ for ATTEMPT in 1 2 3 4 5 6 7 8 9 10; do
         echo 97 >"$EXIT_FILE"
         exit 97
     fi
-    LOG="$RESULTS_DIR/vllm_${HPCLAUNCH_NAME}_port${PORT}_realtime.log"
+    LOG="$RESULTS_DIR/vllm_${HPCLAUNCH_FILES}_port${PORT}_realtime.log"
     STARTED=$SECONDS
 
     vllm serve Qwen/Qwen3-0.6B --served-model-name pbspro-directives --host 0.0.0.0 --gpu-memory-utilization 0.9 --max-num-batched-tokens 4096 --max-num-seqs 128 --port "$PORT" >"$LOG" 2>&1 &

@@ -14,13 +14,15 @@
 set -uo pipefail
 
 HPCLAUNCH_NAME=qwen-vl
+# This submission's own files: another submit of the same name never touches them.
+HPCLAUNCH_FILES=qwen-vl
 RESULTS_DIR=/scratch/hpcl/results
 REQUESTED_PORT=8000
 HPCLAUNCH_PYTHON=python3
 JOB_ID="${SLURM_JOB_ID:-$$}"
-ENDPOINT_FILE="$RESULTS_DIR/$HPCLAUNCH_NAME.endpoint.json"
-EXIT_FILE="$RESULTS_DIR/$HPCLAUNCH_NAME.exit"
-KEY_FILE="$RESULTS_DIR/$HPCLAUNCH_NAME.key"
+ENDPOINT_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.endpoint.json"
+EXIT_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.exit"
+KEY_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.key"
 mkdir -p "$RESULTS_DIR" && cd "$RESULTS_DIR" || exit 1
 
 # The key travels in a 0600 file and the environment, never on a command line.
@@ -60,7 +62,7 @@ for ATTEMPT in 1 2 3 4 5 6 7 8 9 10; do
         echo 97 >"$EXIT_FILE"
         exit 97
     fi
-    LOG="$RESULTS_DIR/vllm_${HPCLAUNCH_NAME}_port${PORT}_realtime.log"
+    LOG="$RESULTS_DIR/vllm_${HPCLAUNCH_FILES}_port${PORT}_realtime.log"
     STARTED=$SECONDS
 
     vllm serve Qwen/Qwen3-VL-2B-Instruct --served-model-name qwen-vl --host 0.0.0.0 --data-parallel-size 4 --api-server-count 1 --gpu-memory-utilization 0.95 --max-num-batched-tokens 8192 --max-num-seqs 512 --port "$PORT" >"$LOG" 2>&1 &

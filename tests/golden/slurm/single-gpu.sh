@@ -16,13 +16,15 @@
 set -uo pipefail
 
 HPCLAUNCH_NAME=qwen-vl
+# This submission's own files: another submit of the same name never touches them.
+HPCLAUNCH_FILES=qwen-vl
 RESULTS_DIR=/scratch/hpcl/results
 REQUESTED_PORT=8000
 HPCLAUNCH_PYTHON=python3
 JOB_ID="${SLURM_JOB_ID:-$$}"
-ENDPOINT_FILE="$RESULTS_DIR/$HPCLAUNCH_NAME.endpoint.json"
-EXIT_FILE="$RESULTS_DIR/$HPCLAUNCH_NAME.exit"
-KEY_FILE="$RESULTS_DIR/$HPCLAUNCH_NAME.key"
+ENDPOINT_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.endpoint.json"
+EXIT_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.exit"
+KEY_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.key"
 mkdir -p "$RESULTS_DIR" && cd "$RESULTS_DIR" || exit 1
 module load cuda/12.4
 source ~/venvs/vllm/bin/activate
@@ -64,7 +66,7 @@ for ATTEMPT in 1 2 3 4 5 6 7 8 9 10; do
         echo 97 >"$EXIT_FILE"
         exit 97
     fi
-    LOG="$RESULTS_DIR/vllm_${HPCLAUNCH_NAME}_port${PORT}_realtime.log"
+    LOG="$RESULTS_DIR/vllm_${HPCLAUNCH_FILES}_port${PORT}_realtime.log"
     STARTED=$SECONDS
 
     vllm serve Qwen/Qwen3-VL-2B-Instruct --served-model-name qwen-vl --host 0.0.0.0 --gpu-memory-utilization 0.9 --max-num-batched-tokens 4096 --max-num-seqs 128 --port "$PORT" >"$LOG" 2>&1 &

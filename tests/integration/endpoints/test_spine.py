@@ -13,7 +13,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import HPC
+from tests.conftest import HPC, job_file
 
 MODEL = "Qwen3-VL-2B"
 
@@ -113,7 +113,7 @@ def test_api_key_is_never_on_a_command_line_and_files_are_private(hpc: HPC) -> N
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
     assert key not in ps.stdout
     assert key not in Path(rec["script_path"]).read_text()
-    key_file = Path(rec["results_dir"]) / "secret.key"
+    key_file = job_file(rec, "key")
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(hpc.registry_path.stat().st_mode) == 0o600
     # Without the key the server refuses; with it, it answers.
@@ -137,8 +137,9 @@ def test_job_picks_the_next_free_port_and_reports_it(hpc: HPC) -> None:
         hpc("wait", "porty", "--timeout", "60")
         rec = hpc.registry()["porty"]
         assert rec["port"] != port and rec["port"] > port
-        assert rec["log_path"].endswith(f"vllm_porty_port{rec['port']}_realtime.log")
-        endpoint = json.loads((Path(rec["results_dir"]) / "porty.endpoint.json").read_text())
+        log_name = f"vllm_porty.{rec['submission']}_port{rec['port']}_realtime.log"
+        assert rec["log_path"].endswith(log_name)
+        endpoint = json.loads(job_file(rec, "endpoint.json").read_text())
         assert endpoint["port"] == rec["port"] and str(endpoint["job_id"]) == rec["job_id"]
 
 

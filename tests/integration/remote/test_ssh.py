@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HPC, hpclaunch_argv, require
+from tests.conftest import HPC, hpclaunch_argv, job_file, require
 
 pytestmark = pytest.mark.ssh
 
@@ -119,9 +119,9 @@ def test_submit_wait_chat_endpoints_stop_over_ssh(login: HPC, tmp_path: Path) ->
     results = tmp_path / "results"
     assert rec["results_dir"] == str(results)
     # Written over SFTP with their modes from the first byte: key 0600, script 0700.
-    assert stat.S_IMODE((results / "remote.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE(job_file(rec, "key").stat().st_mode) == 0o600
     assert stat.S_IMODE(Path(rec["script_path"]).stat().st_mode) == 0o700
-    assert (results / "remote.key").read_text() == rec["api_key"]
+    assert job_file(rec, "key").read_text() == rec["api_key"]
     # write_file's temporaries (name.tmp<12 hex>) were all renamed into place.
     assert not [p.name for p in results.iterdir() if re.search(r"\.tmp[0-9a-f]{12}$", p.name)]
 
@@ -210,7 +210,7 @@ def test_unknown_host_key_is_refused_with_the_fix(login: HPC, tmp_path: Path) ->
     assert "SHA256:" in line and "verify that fingerprint" in line
     assert f"ssh-keyscan -p {SSH_PORT} {SSH_HOST} >> {empty}" in line
     assert empty.read_text() == ""  # never auto-added
-    assert not login.registry_path.exists()
+    assert not login.registry_path.exists() or login.registry() == {}  # nothing recorded
     assert not (tmp_path / "results").exists()
 
 
@@ -235,7 +235,7 @@ def test_unreachable_login_node_is_one_line_and_records_nothing(login: HPC,
     assert f"cannot reach login node {SSH_HOST}:1 (" in line
     assert "check host/port in clusters.yaml" in line
     assert time.monotonic() - started < 15
-    assert not login.registry_path.exists()
+    assert not login.registry_path.exists() or login.registry() == {}  # nothing recorded
     assert not (tmp_path / "results").exists()
 
 
@@ -249,7 +249,7 @@ def test_refused_key_says_so(login: HPC, tmp_path: Path) -> None:
     line = one_error_line(out.stderr)
     assert f"login to {SSH_USER}@{SSH_HOST}:{SSH_PORT} refused (key {stranger})" in line
     assert "check user and ssh_key in clusters.yaml" in line
-    assert not login.registry_path.exists()
+    assert not login.registry_path.exists() or login.registry() == {}  # nothing recorded
 
 
 # -- the transport's primitives --------------------------------------------------------------

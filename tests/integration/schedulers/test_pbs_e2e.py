@@ -25,7 +25,7 @@ from hpclaunch.config import ClusterProfile
 from hpclaunch.errors import UserError
 from hpclaunch.remote.transport import LocalTransport
 from hpclaunch.schedulers.pbs import PBSScheduler
-from tests.conftest import HPC, require
+from tests.conftest import HPC, job_file, require
 
 pytestmark = pytest.mark.pbs
 
@@ -107,7 +107,8 @@ def test_torque_submit_ready_chat_stop(pbs_hpc: HPC) -> None:
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/models", timeout=2)
     # The job's output went to the results dir (qsub -o), not to where qsub ran.
-    out_file = Path(rec["results_dir"]) / "hpclaunch_pbs-x.pbs.out"
+    out_file = Path(rec["script_path"].removesuffix(".sh") + ".pbs.out")
+    assert out_file.name == f"hpclaunch_pbs-x.{rec['submission']}.pbs.out"
     assert out_file.exists()
     everything = hpc("endpoints", "--all", "--json").json()
     assert [(e["name"], e["state"]) for e in everything] == [("pbs-x", "ENDED")]
@@ -138,7 +139,7 @@ def test_server_that_exits_is_failed_from_its_exit_file(pbs_hpc: HPC) -> None:
     submit(hpc, "pbs-exit", "--env", "HPCLAUNCH_STANDIN_FAIL=exit")
     rec = hpc.registry()["pbs-exit"]
     assert until_letter(rec["job_id"], "C") == "C"
-    exit_code = (Path(rec["results_dir"]) / "pbs-exit.exit").read_text().strip()
+    exit_code = job_file(rec, "exit").read_text().strip()
     assert exit_code not in ("", "0")
     status = hpc("status", "pbs-exit", "--json").json()
     assert isinstance(status, dict) and status["state"] == "FAILED", status
@@ -188,7 +189,7 @@ def test_job_records_its_pbs_job_id(pbs_hpc: HPC) -> None:
     submit(hpc, "pbs-env", "--set", "cpus-per-task=1")
     hpc("wait", "pbs-env", "--timeout", "60")
     rec = hpc.registry()["pbs-env"]
-    endpoint = (Path(rec["results_dir"]) / "pbs-env.endpoint.json").read_text()
+    endpoint = job_file(rec, "endpoint.json").read_text()
     # $PBS_JOBID, not the shell's pid: the qsub id is what the registry holds.
     assert json.loads(endpoint)["job_id"] == rec["job_id"]
     hpc("stop", "pbs-env")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HPC, require
+from tests.conftest import HPC, job_file, require
 
 pytestmark = pytest.mark.slurm
 
@@ -96,7 +96,7 @@ def test_standin_in_an_sbatch_job_gets_ready_and_answers_by_name(slurm_hpc: HPC)
     assert "READY (simulated)" in status and job_id in status
     assert scontrol(job_id)["JobState"] == "RUNNING"
     # The job's own record of where it runs: the Slurm job id and the node.
-    endpoint = json.loads((Path(rec["results_dir"]) / "qv.endpoint.json").read_text())
+    endpoint = json.loads(job_file(rec, "endpoint.json").read_text())
     assert endpoint["job_id"] == job_id and endpoint["node"] == scontrol(job_id)["NodeList"]
 
     assert "ENDED" in hpc("stop", "qv").stdout
