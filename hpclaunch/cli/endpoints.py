@@ -180,27 +180,30 @@ def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
     from hpclaunch.registry import Registry
 
     registry = Registry()
+    stale: set[str] = set()  # states the scheduler could not confirm: shown as last known
     if cached:
         records = list(registry.load().values())
     else:
         from hpclaunch import api
 
         warnings: list[str] = []
-        records = api.refresh(registry=registry, warnings=warnings)
+        records = api.refresh(registry=registry, warnings=warnings, stale=stale)
         for warning in warnings:
             click.echo(f"hpclaunch: warning: {warning}", err=True)
     if not show_all:
         records = [r for r in records if not r.final]
     records.sort(key=lambda r: r.created)
     if as_json:
-        click.echo(json.dumps([r.public() for r in records], indent=2))
+        click.echo(json.dumps([{**r.public(), "stale": r.name in stale} for r in records],
+                              indent=2))
         return
     if not records:
         click.echo("no endpoints" + ("" if show_all else " (--all shows ended ones)"))
         return
     now = time.time()
     rows = [[r.name, r.served_model_name if r.served_model_name == r.model_id else
-             f"{r.model_id}", state_label(r), r.url or "-", r.job_id, r.host or "-",
+             f"{r.model_id}", state_label(r) + (" (last known)" if r.name in stale else ""),
+             r.url or "-", r.job_id or "-", r.host or "-",
              human_age(now - r.created)] for r in records]
     click.echo(table(rows, ["NAME", "MODEL", "STATE", "URL", "JOB", "NODE", "AGE"]))
 

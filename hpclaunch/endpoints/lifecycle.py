@@ -66,13 +66,14 @@ def refresh(
     probe: bool = True,
     observations: dict[str, Any] | None = None,
     warnings: list[str] | None = None,
+    stale: set[str] | None = None,
 ) -> list[Record]:
     """Bring the named (or all live) endpoints up to date; one status call per cluster.
 
     With a ``warnings`` list, a cluster that cannot be asked (login node down,
     slurmctld not answering) adds a line there and its endpoints keep their stored
     state, so one bad cluster does not hide the others; without it, the error is
-    raised.
+    raised. ``stale`` collects the names whose state is such a last-known one.
     """
     from hpclaunch.endpoints.status import apply, observe
     from hpclaunch.remote.connect import transport_for
@@ -100,6 +101,8 @@ def refresh(
             if warnings is None:
                 raise
             warnings.append(f"{cluster_name}: {exc} (states shown as last known)")
+            if stale is not None:
+                stale.update(r.name for r in recs)
             continue
         try:
             scheduler = scheduler_for(profile, transport)
@@ -109,6 +112,8 @@ def refresh(
                 if warnings is None:
                     raise
                 warnings.append(f"{cluster_name}: {exc} (states shown as last known)")
+                if stale is not None:
+                    stale.update(r.name for r in recs)
                 continue
             for rec in recs:
                 obs = observe(rec, states.get(rec.job_id, JobState("missing")), transport,
