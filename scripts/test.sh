@@ -22,4 +22,6 @@ eval "$(bash scripts/services.sh env 2>/dev/null || true)"
 .venv/bin/ruff check hpclaunch tests scripts
 .venv/bin/mypy hpclaunch
 .venv/bin/lint-imports --no-cache
+# Docs: a broken link, anchor or page fails. Not -q: it hides --strict's warnings (mkdocs#4126).
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$(mktemp -d)"
 .venv/bin/pytest -q "$@"
