@@ -253,16 +253,21 @@ class Registry:
             rec.updated = time.time()
             return rec
 
-    def release(self, name: str, submission: str, previous: Record | None) -> None:
-        """Undo :meth:`reserve` of a submission that queued nothing."""
+    def release(self, name: str, submission: str, previous: Record | None) -> bool:
+        """Undo :meth:`reserve` of a submission that queued nothing; True if undone.
+
+        An entry that has its job id already is kept whatever happens next: a job
+        the registry knows is a job ``stop`` can reach.
+        """
         with self.transaction() as records:
             rec = records.get(name)
-            if rec is None or rec.submission != submission:
-                return
+            if rec is None or rec.submission != submission or rec.job_id:
+                return False
             if previous is None:
                 del records[name]
             else:
                 records[name] = previous
+            return True
 
     def update(self, name: str, **changes: Any) -> Record | None:
         """Change fields of one entry; returns the new record (None if it vanished)."""

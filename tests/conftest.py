@@ -158,3 +158,38 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith(("XDG_", "HPCLAUNCH_")) and key not in TEST_SETUP_VARS:
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path / "hpchome"))
+
+
+# -- the real single-node Slurm (scripts/services.sh start slurm) -------------------
+
+PARTITION = os.environ.get("HPCLAUNCH_TEST_SLURM_PARTITION", "debug")
+START = "bash scripts/services.sh start slurm"
+
+
+def slurm_up() -> bool:
+    if not shutil.which("sbatch") or not shutil.which("sinfo"):
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-p", PARTITION, "-o", "%T"], capture_output=True,
+                          text=True, timeout=30, check=False)
+    states = proc.stdout.split()
+    return proc.returncode == 0 and any(s.rstrip("*~#") in ("idle", "mixed", "allocated",
+                                                             "completing") for s in states)
+
+
+@pytest.fixture
+def slurm_hpc(hpc: HPC) -> HPC:
+    """The CLI with a Slurm cluster profile as the default (what a user writes)."""
+    require(slurm_up(), "the real single-node Slurm", START)
+    hpc.config_dir.mkdir(parents=True, exist_ok=True)
+    (hpc.config_dir / "clusters.yaml").write_text(
+        "default: testslurm\n"
+        "clusters:\n"
+        "  testslurm:\n"
+        "    scheduler: slurm\n"
+        f"    partition: {PARTITION}\n"
+        '    time-limit: "00:10:00"\n'
+        "    gpus-per-node: 4\n"
+        "    gpu-directive: gres\n"
+        "    simulate: true\n"
+    )
+    return hpc

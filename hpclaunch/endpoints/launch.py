@@ -131,9 +131,8 @@ def submit(request: SubmitRequest, *, dry_run: bool = False,
             record = _queue(record, script, backend, transport, registry)
         except BaseException:
             with contextlib.suppress(Exception):
-                registry.release(record.name, submission, previous)
-            with contextlib.suppress(Exception):
-                transport.remove(f"{record.files}.key")  # no job will read it
+                if registry.release(record.name, submission, previous):
+                    transport.remove(f"{record.files}.key")  # no job will read it
             raise
         return SubmitResult(record, script, plan, warnings, record.script_path)
     finally:

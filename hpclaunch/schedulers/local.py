@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 
 # `setsid` makes the script a session and process-group leader; the outer bash
 # exits at once, so the job is nobody's child and leaves no zombie behind.
-_LAUNCH = 'setsid bash "$0" >"$0.out" 2>&1 </dev/null & echo "$!"'
+# The pid is printed once setsid has made it a group leader (at most ~1 s): a `stop`
+# right after submit must find the group, or it would kill nothing.
+_LAUNCH = ('setsid bash "$0" >"$0.out" 2>&1 </dev/null & pid=$!; '
+           'for _ in $(seq 200); do read -r _ _ _ _ pgrp _ <"/proc/$pid/stat" 2>/dev/null '
+           '|| break; [ "$pgrp" = "$pid" ] && break; sleep 0.005; done; echo "$pid"')
 # SIGTERM to the whole group, then SIGKILL if vLLM has not exited within 10 s
 # (a server stuck in shutdown must not outlive `hpclaunch stop`).
 _CANCEL = ('kill -TERM -- "-$0" 2>/dev/null || exit 0; '

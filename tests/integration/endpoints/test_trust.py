@@ -24,7 +24,7 @@ SUBMIT = ("submit", MODEL, "--preset", "single-gpu", "--simulate")
 
 def servers_named(name: str) -> list[int]:
     """Pids of stand-in servers serving ``name`` (what a user would find with ps)."""
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True,
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True,
                          check=True).stdout
     return [int(line.split(None, 1)[0]) for line in out.splitlines()
             if "hpclaunch.standin" in line and f"--served-model-name {name} " in line]
@@ -61,8 +61,6 @@ def test_a_registry_that_cannot_be_locked_queues_nothing(hpc: HPC) -> None:
 
 def test_a_full_disk_under_the_state_dir_queues_nothing_and_loses_nothing(
         hpc: HPC, tmp_path: Path) -> None:
-    hpc("submit", MODEL, "--preset", "single-gpu", "--simulate", "--name", "before",
-        "--dry-run")  # warms nothing on disk; the real entry comes next
     first = hpc(*SUBMIT, "--name", "kept")
     assert first.returncode == 0
     hpc("stop", "kept")
@@ -71,16 +69,15 @@ def test_a_full_disk_under_the_state_dir_queues_nothing_and_loses_nothing(
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(small)], check=True)
     try:
-        for item in hpc.home.iterdir():  # the whole state dir moves onto the small disk
-            subprocess.run(["cp", "-a", str(item), str(small)], check=True)
-        (small / "filler").write_bytes(b"\0" * (len(saved) // 2))
-        with open(small / "fill", "wb") as fh:  # whatever room is left, taken
-            try:
-                while True:
-                    fh.write(b"\0" * 4096)
-                    fh.flush()
-            except OSError:
+        (small / "registry.json").write_bytes(saved)  # the registry moves onto the small disk
+        fd = os.open(small / "fill", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:  # whatever room is left, taken
+            while os.write(fd, b"\0" * 4096):
                 pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
         env_home, hpc.env["HPCLAUNCH_HOME"] = hpc.env["HPCLAUNCH_HOME"], str(small)
         try:
             out = hpc(*SUBMIT, "--name", "full", ok=False)

@@ -17,44 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HPC, job_file, require
+from tests.conftest import HPC, PARTITION, job_file
 
 pytestmark = pytest.mark.slurm
 
 MODEL = "Qwen3-VL-2B"
-PARTITION = os.environ.get("HPCLAUNCH_TEST_SLURM_PARTITION", "debug")
-START = "bash scripts/services.sh start slurm"
-
-
-def slurm_up() -> bool:
-    if not shutil.which("sbatch") or not shutil.which("sinfo"):
-        return False
-    proc = subprocess.run(["sinfo", "-h", "-p", PARTITION, "-o", "%T"], capture_output=True,
-                          text=True, timeout=30, check=False)
-    states = proc.stdout.split()
-    return proc.returncode == 0 and any(s.rstrip("*~#") in ("idle", "mixed", "allocated",
-                                                             "completing") for s in states)
-
-
-@pytest.fixture
-def slurm_hpc(hpc: HPC) -> HPC:
-    """The CLI with a Slurm cluster profile as the default (what a user writes)."""
-    require(slurm_up(), "the real single-node Slurm", START)
-    hpc.config_dir.mkdir(parents=True, exist_ok=True)
-    (hpc.config_dir / "clusters.yaml").write_text(
-        "default: testslurm\n"
-        "clusters:\n"
-        "  testslurm:\n"
-        "    scheduler: slurm\n"
-        f"    partition: {PARTITION}\n"
-        '    time-limit: "00:10:00"\n'
-        "    gpus-per-node: 4\n"
-        "    gpu-directive: gres\n"
-        "    simulate: true\n"
-    )
-    return hpc
-
-
 def submit(hpc: HPC, name: str, *extra: str, preset: str = "single-gpu", ok: bool | None = True):
     return hpc("submit", MODEL, "--preset", preset, "--name", name, *extra, ok=ok)
 
