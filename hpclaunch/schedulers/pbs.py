@@ -19,6 +19,7 @@ import re
 import signal
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hpclaunch import units
 from hpclaunch.errors import UserError
 from hpclaunch.schedulers.base import DONE, QUEUED, RUNNING, JobState, Scheduler, directive_value
 
@@ -187,23 +188,13 @@ def _output_path(results_dir: str, name: str) -> str:
 
 
 def _walltime(text: Any) -> str:
-    """``HH:MM:SS`` or Slurm's ``D-HH:MM:SS`` -> PBS ``HH:MM:SS``; empty means none."""
-    text = str(text or "").strip()
-    if not text:
-        return ""
-    match = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)", text)
-    if not match:
-        raise UserError(f"time-limit {text!r}: write it as HH:MM:SS (or D-HH:MM:SS) for PBS")
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return f"{days * 24 + hours:02d}:{minutes:02d}:{seconds:02d}"
+    """A time limit as PBS ``HH:MM:SS`` (Slurm's ``D-HH:MM:SS`` converted); empty: none."""
+    return str(units.check(text, lambda v: units.time_limit(v, "pbs"), "time-limit"))
 
 
 def _memory(text: Any) -> str:
     """Slurm-style ``64G`` (or PBS ``64gb``) -> PBS ``64gb``; a bare number is MB, as in Slurm."""
-    match = re.fullmatch(r"(\d+)\s*([kmgt]?)b?", str(text).strip().lower())
-    if not match:
-        raise UserError(f"mem {text!r}: write it as a number with K, M, G or T (e.g. 64G)")
-    return f"{match.group(1)}{match.group(2) or 'm'}b"
+    return str(units.check(text, lambda v: units.memory(v, "pbs"), "mem"))
 
 
 # -- parsing (pure functions, tested on real samples) --------------------------------

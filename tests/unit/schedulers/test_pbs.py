@@ -440,7 +440,7 @@ def test_job_runs_from_pbs_o_workdir_and_records_the_pbs_job_id() -> None:
     ({"queue": "debug;rm -rf ~"}, "-q value"),
     ({"filesystems": "home:$(id)"}, "-l value"),
     ({"time_limit": "1 hour"}, "HH:MM:SS"),
-    ({"mem": "lots"}, "mem 'lots'"),
+    ({"mem": "lots"}, "mem: expected a memory size"),
     ({"partition": "gpu"}, "PBS has queues, not partitions"),
 ])
 def test_unsafe_or_wrong_values_are_refused(changes: dict[str, object], words: str) -> None:
