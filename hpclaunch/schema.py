@@ -94,7 +94,7 @@ def given(spec: msgspec.Struct) -> list[tuple[str, str, Any]]:
             for f in msgspec.structs.fields(spec) if getattr(spec, f.name) is not None]
 
 
-_AT = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$")
+_AT = re.compile(r"^(?P<message>.*?)(?: - at (?P<path>.*))?$")
 _KEY_AT = re.compile(r"^`key` in `(?P<path>[^`]*)`$")
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
@@ -104,10 +104,9 @@ def describe(exc: msgspec.ValidationError, data: Any, kind: type, prefix: str,
     """msgspec's ``Expected `int`, got `str` - at `$.gpus-per-node``` in the user's words."""
     match = _AT.match(str(exc))
     assert match is not None  # the pattern matches any text
-    message, where = match.group("message"), match.group("path") or "$"
+    message, where = match.group("message"), match.group("path") or "`$`"
     key_error = _KEY_AT.match(where)
-    if key_error:
-        where = key_error.group("path")
+    where = key_error.group("path") if key_error else where.strip("`")
     steps = [(name, index) for name, index in _STEP.findall(where[1:])]
     path = prefix
     value: Any = data
