@@ -157,6 +157,18 @@ def _split_extra_args(text: str) -> list[str]:
         raise UserError(f"--vllm-args: cannot split {text!r} ({exc})") from exc
 
 
+def _check_flag_values(args: list[str]) -> None:
+    """``--vllm-args`` values meet the same range rules as presets and ``--set``."""
+    for i, arg in enumerate(args):
+        flag = _long_flag_name(arg)
+        rule = units.FLAG_RULES.get(flag or "")
+        if rule is None or arg.startswith("--no-"):
+            continue
+        value = arg.split("=", 1)[1] if "=" in arg else (
+            args[i + 1] if i + 1 < len(args) else "")
+        units.check(value, rule, f"--vllm-args {arg.split('=', 1)[0]}")
+
+
 def _long_flag_name(arg: str) -> str | None:
     if not arg.startswith("--"):
         return None
@@ -214,6 +226,7 @@ def build(
                 f"({', '.join(RESOURCE_KEYS)}) or a vLLM {cluster.vllm_version} flag{hint}"
             )
     extra = _split_extra_args(vllm_args) if vllm_args else []
+    _check_flag_values(extra)
     for arg in extra:
         flag = _long_flag_name(arg)
         if flag in RESERVED_FLAGS:

@@ -133,6 +133,14 @@ def test_bad_set_values_name_the_option(hpc: HPC, option: str, error: str) -> No
     assert line.startswith(f"hpclaunch: --set {option.split('=')[0]}: {error}"), line
 
 
+@pytest.mark.parametrize("args", ["--gpu-memory-utilization 1.5", "--gpu-memory-utilization=0",
+                                  "--max-num-seqs -1"])
+def test_bad_vllm_args_values_meet_the_same_rules(hpc: HPC, args: str) -> None:
+    line = one_line_error(hpc(*DRY, "--vllm-args", args, ok=False))
+    flag = args.split()[0].split("=")[0]
+    assert line.startswith(f"hpclaunch: --vllm-args {flag}: expected a"), line
+
+
 def test_pbs_walltime_rules_apply_to_set(hpc: HPC) -> None:
     line = one_line_error(hpc(*DRY, "--scheduler", "pbs", "--set", "time-limit=25:99", ok=False))
     assert line.startswith("hpclaunch: --set time-limit: expected a PBS walltime")
