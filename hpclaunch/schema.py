@@ -110,8 +110,7 @@ def describe(exc: msgspec.ValidationError, data: Any, kind: type, prefix: str,
     steps = [(name, index) for name, index in _STEP.findall(where[1:])]
     path = prefix
     value: Any = data
-    owner: Any = kind
-    field: Any = None
+    owner: Any = kind  # the type at the current step, to describe what was expected
     for name, index in steps:
         if name:
             path = f"{path}.{name}" if path else name
@@ -143,7 +142,7 @@ def describe(exc: msgspec.ValidationError, data: Any, kind: type, prefix: str,
     expected = _expected(owner)
     fix = ""
     if expected.startswith("a list") and isinstance(value, str):
-        fix = f"; write a list: {json.dumps([value])}"
+        fix = f"; write a list: {json.dumps([value], ensure_ascii=False)}"
     return f"{label}expected {expected}, got {shown(value)}{fix}"
 
 
