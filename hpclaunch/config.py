@@ -8,10 +8,12 @@ what tests and throw-away demos want.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpclaunch import units
 from hpclaunch.errors import UserError
 
 SCHEDULERS = ("local", "slurm", "pbs")
@@ -105,39 +107,55 @@ class ClusterProfile:
     vllm_version: str = "0.33.0"
 
     @classmethod
-    def from_mapping(cls, name: str, data: dict[str, Any], source: str) -> ClusterProfile:
-        known = {f.name for f in fields(cls)}
-        kwargs: dict[str, Any] = {"name": name}
-        for key, value in (data or {}).items():
-            attr = str(key).replace("-", "_")
-            if attr not in known or attr == "name":
-                import difflib
+    def from_mapping(cls, name: str, data: Any, source: str) -> ClusterProfile:
+        """A profile from its clusters.yaml body: types by the schema, values by their rules.
 
-                near = difflib.get_close_matches(attr, sorted(known), n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise UserError(f"{source}: cluster {name!r} has unknown key {key!r}{hint}")
+        Keys may be kebab-case or snake_case; every error names ``clusters.<name>.<key>``.
+        """
+        from hpclaunch import schema
+
+        prefix = f"clusters.{name}"
+        if isinstance(data, dict):
+            data = {str(key).replace("_", "-"): value for key, value in data.items()}
+        scheduler = str(data.get("scheduler") or "local") if isinstance(data, dict) else "local"
+        rules = _value_rules(scheduler)
+        spec = schema.convert(data, schema.ClusterSpec, source=source, prefix=prefix,
+                              rules=rules)
+        kwargs: dict[str, Any] = {"name": name}
+        for attr, key, value in schema.given(spec):
+            rule = rules.get(key)
+            if rule is not None:
+                value = units.check(value, rule, f"{source}: {prefix}.{key}")
             kwargs[attr] = value
-        limit = kwargs.get("time_limit")
-        if isinstance(limit, int) and not isinstance(limit, bool):
-            # YAML 1.1 read an unquoted 1:00:00 as 3600 seconds: turn it back.
-            kwargs["time_limit"] = f"{limit // 3600}:{limit % 3600 // 60:02d}:{limit % 60:02d}"
-        profile = cls(**kwargs)
-        if profile.scheduler not in SCHEDULERS:
-            raise UserError(
-                f"{source}: cluster {name!r}: scheduler must be one of {', '.join(SCHEDULERS)}"
-            )
-        if profile.pbs_dialect not in PBS_DIALECTS:
-            raise UserError(
-                f"{source}: cluster {name!r}: pbs-dialect must be one of {', '.join(PBS_DIALECTS)}"
-            )
-        command: Any = profile.vllm_command  # YAML may give one string
-        if isinstance(command, str):
+        for key, value in kwargs.get("env", {}).items():
+            units.check(key, units.env_name, f"{source}: {prefix}.env")
+            kwargs["env"][key] = units.check(value, units.env_value,
+                                             f"{source}: {prefix}.env.{key}")
+        for key in ("partition", "account", "qos", "queue"):
+            if key in kwargs:
+                kwargs[key] = str(kwargs[key])
+        command = kwargs.get("vllm_command")
+        if isinstance(command, str):  # one string in YAML: split as a shell would
             import shlex
 
-            profile.vllm_command = shlex.split(command)
+            try:
+                kwargs["vllm_command"] = shlex.split(command)
+            except ValueError as exc:
+                raise UserError(f"{source}: {prefix}.vllm-command: cannot split {command!r} "
+                                f"({exc}); write a list: [vllm]") from None
+        profile = cls(**kwargs)
         if profile.host and "@" in profile.host and not profile.user:
             profile.user, profile.host = profile.host.split("@", 1)
         return profile
+
+
+def _value_rules(scheduler: str) -> dict[str, Callable[[Any], Any]]:
+    """clusters.yaml keys whose values have a rule in :mod:`hpclaunch.units`."""
+    rules: dict[str, Callable[[Any], Any]] = {
+        key: rule for key in units.RESOURCE_RULES
+        if (rule := units.resource_rule(key, scheduler)) is not None
+    }
+    return {**rules, "gpus-per-node": units.positive_int, "port": units.port}
 
 
 def _builtin_profiles() -> dict[str, ClusterProfile]:
@@ -159,21 +177,13 @@ def load_clusters() -> tuple[dict[str, ClusterProfile], str]:
     path = clusters_file()
     if not path.exists():
         return profiles, default
-    import yaml
+    from hpclaunch import schema
 
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping with a 'clusters:' key")
-    for name, body in (data.get("clusters") or {}).items():
-        if not isinstance(body, dict):
-            raise UserError(f"{path}: cluster {name!r} must be a mapping of settings")
-        profiles[str(name)] = ClusterProfile.from_mapping(str(name), body, str(path))
-    default = str(data.get("default", default))
+    data = schema.read_yaml(path)
+    top = schema.convert({} if data is None else data, schema.ClustersFile, source=str(path))
+    for name, body in (top.clusters or {}).items():
+        profiles[name] = ClusterProfile.from_mapping(name, body, str(path))
+    default = top.default or default
     if default not in profiles:
         raise UserError(f"{path}: default cluster {default!r} is not defined")
     return profiles, default

@@ -17,8 +17,18 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hpclaunch.registry import ENDED, FAILED, PENDING, READY, STARTING, UNHEALTHY, Record
+from hpclaunch.registry import (
+    ENDED,
+    FAILED,
+    PENDING,
+    READY,
+    STARTING,
+    UNHEALTHY,
+    UNKNOWN,
+    Record,
+)
 from hpclaunch.schedulers.base import DONE, MISSING, QUEUED, JobState
+from hpclaunch.schedulers.base import UNKNOWN as JOB_UNKNOWN
 from hpclaunch.vllm.logwatch import HEAD_BYTES, TAIL_BYTES
 
 if TYPE_CHECKING:
@@ -29,6 +39,11 @@ if TYPE_CHECKING:
 LOG_HEAD_BYTES, LOG_TAIL_BYTES = HEAD_BYTES, TAIL_BYTES
 # Exit statuses of a server that was asked to stop (SIGTERM/SIGINT), not a failure.
 STOPPED_CODES = {0, 130, 143, -15, 271}
+# A remote job the scheduler stopped listing, with no exit file (yet): one flaky qstat or
+# squeue, history lag, or a shared filesystem's attribute cache can each cause one miss.
+# It is UNKNOWN until it has stayed so this long; only then FAILED, for good.
+MISSING_GRACE_S = 120.0
+MISSING_WORDS = "the scheduler no longer lists the job and it left no exit status"
 
 
 @dataclass
@@ -130,6 +145,8 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
     if job.state == QUEUED:
         reason = f"queued ({job.reason})" if job.reason else "queued"
         return Observation(PENDING, reason=reason, job=job)
+    if job.state == JOB_UNKNOWN:  # kept as it was; asked again on the next refresh
+        return Observation(UNKNOWN, reason=job.reason, job=job)
 
     info = read_endpoint_file(transport, rec) or {}
     host = str(info.get("host") or rec.host)
@@ -159,6 +176,12 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
         elif code is not None:
             obs.state = FAILED
             obs.reason = f"vLLM exited with status {code}{_last_lines_hint(report)}"
+        elif job.state == MISSING and rec.scheduler != "local" and not (
+                rec.state == UNKNOWN and rec.reason.startswith(MISSING_WORDS)
+                and time.time() - rec.updated >= MISSING_GRACE_S):
+            obs.state = UNKNOWN
+            obs.reason = (f"{MISSING_WORDS} yet; asking again (FAILED if still so after "
+                          f"{MISSING_GRACE_S:.0f} s)")
         elif job.state == MISSING:
             obs.state = FAILED
             obs.reason = ("the job is gone and left no exit status (killed hard, or its node "

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hpclaunch import units
 from hpclaunch.errors import UserError
 
 __all__ = [
@@ -224,6 +225,7 @@ def resolve_model_id(name: str) -> str:
     if not text:
         raise UserError("model name is empty: give a Hugging Face id (org/name), a local "
                         "directory or a catalog name such as Qwen3-8B")
+    units.check(text, units.model_name, "model")
     if os.path.exists(os.path.expanduser(text)):
         return text
     if _looks_like_path(text):

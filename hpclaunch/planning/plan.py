@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpclaunch import units
 from hpclaunch.config import ClusterProfile
 from hpclaunch.errors import UserError
 from hpclaunch.planning.presets import LAYOUT_KEYS, Preset, resolve_model_values
@@ -109,6 +110,18 @@ def parse_assignments(items: list[str], what: str = "--set") -> dict[str, Any]:
     return result
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _resource_rule(key: str, scheduler: str) -> Any:
+    """The rule of a resource key; ``gpus-per-node`` is a request here (``h100:4`` too),
+    where clusters.yaml's is the size of a node."""
+    if key == "gpus-per-node":
+        return units.gpu_request
+    return units.resource_rule(key, scheduler) or _as_is
+
+
 def _flag_to_args(flag: str, value: Any) -> list[str]:
     if value is None:
         return []
@@ -146,6 +159,18 @@ def _split_extra_args(text: str) -> list[str]:
         raise UserError(f"--vllm-args: cannot split {text!r} ({exc})") from exc
 
 
+def _check_flag_values(args: list[str]) -> None:
+    """``--vllm-args`` values meet the same range rules as presets and ``--set``."""
+    for i, arg in enumerate(args):
+        flag = _long_flag_name(arg)
+        rule = units.FLAG_RULES.get(flag or "")
+        if rule is None or arg.startswith("--no-"):
+            continue
+        value = arg.split("=", 1)[1] if "=" in arg else (
+            args[i + 1] if i + 1 < len(args) else "")
+        units.check(value, rule, f"--vllm-args {arg.split('=', 1)[0]}")
+
+
 def _long_flag_name(arg: str) -> str | None:
     if not arg.startswith("--"):
         return None
@@ -180,21 +205,23 @@ def build(
     resources = {k.replace("_", "-"): v for k, v in preset.resources.items()}
     known = _known_vllm_flags(cluster.vllm_version)
     port = DEFAULT_PORT
+    for key, value in resources.items():
+        resources[key] = units.check(value, _resource_rule(key, cluster.scheduler),
+                                     f"{preset.source}: resources.{key}")
     for key, value in (overrides or {}).items():
         if key in LAYOUT_KEYS:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"--set {key}= takes a positive whole number, not {value!r}")
-            layout[LAYOUT_KEYS[key]] = value
+            layout[LAYOUT_KEYS[key]] = units.check(value, units.positive_int, f"--set {key}")
         elif key == "port":
             if not isinstance(value, int) or not 1024 <= value <= 65535:
                 raise UserError(f"--set port= takes a port number 1024-65535, not {value!r}")
             port = value
         elif key in RESOURCE_KEYS:
-            resources[key] = value
+            resources[key] = units.check(value, _resource_rule(key, cluster.scheduler),
+                                         f"--set {key}")
         elif key in RESERVED_FLAGS:
             raise UserError(f"--set {key}: {RESERVED_FLAGS[key]}")
         elif key in known:
-            flags[key] = value
+            flags[key] = units.check(value, units.FLAG_RULES.get(key, _as_is), f"--set {key}")
         else:
             choices = sorted(set(LAYOUT_KEYS) | set(RESOURCE_KEYS) | known)
             near = difflib.get_close_matches(key, choices, n=3)
@@ -204,6 +231,7 @@ def build(
                 f"({', '.join(RESOURCE_KEYS)}) or a vLLM {cluster.vllm_version} flag{hint}"
             )
     extra = _split_extra_args(vllm_args) if vllm_args else []
+    _check_flag_values(extra)
     for arg in extra:
         flag = _long_flag_name(arg)
         if flag in RESERVED_FLAGS:
@@ -224,9 +252,8 @@ def build(
         python = sys.executable if cluster.host is None else cluster.python
         command = (python, "-m", "hpclaunch.standin")
     merged_env = {**cluster.env, **(env or {})}
-    for key in merged_env:
-        if not key.replace("_", "a").isalnum() or key[0].isdigit():
-            raise UserError(f"--env {key!r}: not a valid environment variable name")
+    for key in env or {}:
+        units.check(key, units.env_name, "--env")
     if "VLLM_API_KEY" in merged_env:
         raise UserError("--env VLLM_API_KEY: hpclaunch sets each endpoint's key itself")
     return Plan(
@@ -239,7 +266,8 @@ def build(
         dp=layout["dp"],
         tp=layout["tp"],
         pp=layout["pp"],
-        gpus_per_node_available=gpus_per_node or cluster.gpus_per_node,
+        gpus_per_node_available=cluster.gpus_per_node if gpus_per_node is None
+        else units.check(gpus_per_node, units.positive_int, "--gpus-per-node"),
         vllm_command=command,
         vllm_flags=tuple(rendered),
         env=merged_env,

@@ -96,11 +96,7 @@ def check_gpu_request(ctx: Context) -> list[Problem]:
         return []
     fix = ("drop gpus-per-node (hpclaunch requests what the layout needs) or change the "
            "layout with --set dp=/tp=/pp=")
-    try:
-        count = int(str(requested).rsplit(":", 1)[-1])
-    except ValueError:
-        return [Problem(ERROR, "gpu-request", f"gpus-per-node={requested!r} is not a number; "
-                        f"{fix}")]
+    count = int(str(requested).rsplit(":", 1)[-1])  # units.gpu_request checked it in build()
     if count * plan.nodes != plan.gpus:
         return [Problem(ERROR, "gpu-request",
                         f"layout dp={plan.dp} x tp={plan.tp} x pp={plan.pp} needs {plan.gpus} "

@@ -32,9 +32,6 @@ from hpclaunch.errors import UserError
 LAYOUT_KEYS = {"dp": "dp", "tp": "tp", "pp": "pp",
                "data-parallel-size": "dp", "tensor-parallel-size": "tp",
                "pipeline-parallel-size": "pp"}
-PRESET_KEYS = {"description", "when", "layout", "vllm", "resources", "requires", "tags"}
-# What ``requires:`` may say about the model, and the type of each value.
-REQUIRES_KEYS: dict[str, type] = {"reasoning": bool, "vision": bool, "quantization": str}
 # Resource keys a preset may not set: the layout and the cluster profile decide them.
 GPU_RESOURCE_KEYS = {"gpus-per-node", "gpus", "nodes", "gpu-type", "gres"}
 AUTO = "auto"
@@ -95,28 +92,14 @@ def load_preset(name: str) -> Preset:
 
 
 def parse_preset(name: str, path: Path) -> Preset:
-    import yaml
+    """Read one preset file: structure and types by its schema, values by their rules."""
+    from hpclaunch import schema, units
 
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{path}{where}: preset is not valid YAML ({problem})") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a preset must be a YAML mapping (description, layout, vllm)")
-    unknown = set(data) - PRESET_KEYS
-    if unknown:
-        raise UserError(
-            f"{path}: unknown preset key(s) {', '.join(sorted(map(str, unknown)))}; "
-            f"allowed: {', '.join(sorted(PRESET_KEYS))}"
-        )
-    preset = Preset(name=name, source=str(path))
-    preset.description = str(data.get("description", ""))
-    preset.when = str(data.get("when", ""))
-    preset.tags = list(data.get("tags") or [])
-    preset.resources = dict(data.get("resources") or {})
+    source = str(path)
+    data = schema.read_yaml(path)
+    spec = schema.convert(data, schema.PresetSpec, source=source)
+    preset = Preset(name=name, source=source, description=spec.description, when=spec.when,
+                    tags=list(spec.tags or []), resources=dict(spec.resources or {}))
     for key in preset.resources:
         if str(key).replace("_", "-") in GPU_RESOURCE_KEYS:
             raise UserError(
@@ -124,45 +107,29 @@ def parse_preset(name: str, path: Path) -> Preset:
                 "(dp x tp x pp) decides how many GPUs a job uses and the cluster profile how "
                 "many a node has - remove it"
             )
-    preset.requires = _requires(data.get("requires"), path)
+    if spec.requires is not None:
+        preset.requires = {key: value.lower() if isinstance(value, str) else value
+                           for _, key, value in schema.given(spec.requires)}
     layout = {"dp": 1, "tp": 1, "pp": 1}
-    for key, value in (data.get("layout") or {}).items():
+    for key, value in (spec.layout or {}).items():
         if key not in LAYOUT_KEYS:
-            raise UserError(f"{path}: unknown layout key {key!r}; use dp, tp, pp")
-        layout[LAYOUT_KEYS[key]] = _positive_int(value, f"{path}: layout.{key}")
+            raise UserError(f"{path}: layout.{key}: unknown layout key; use dp, tp, pp")
+        layout[LAYOUT_KEYS[key]] = units.check(value, units.positive_int,
+                                               f"{source}: layout.{key}")
     vllm: dict[str, Any] = {}
-    for key, value in (data.get("vllm") or {}).items():
+    for key, value in (spec.vllm or {}).items():
         flag = str(key).lstrip("-").replace("_", "-")
         if flag in LAYOUT_KEYS:
-            layout[LAYOUT_KEYS[flag]] = _positive_int(value, f"{path}: vllm.{key}")
+            layout[LAYOUT_KEYS[flag]] = units.check(value, units.positive_int,
+                                                    f"{source}: vllm.{key}")
         else:
+            rule = units.FLAG_RULES.get(flag)
+            if rule is not None:
+                units.check(value, rule, f"{source}: vllm.{key}")
             vllm[flag] = value
     preset.layout = layout
     preset.vllm = vllm
     return preset
-
-
-def _requires(raw: Any, path: Path) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: requires must be a mapping such as {{reasoning: true}}")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        kind = REQUIRES_KEYS.get(str(key))
-        if kind is None:
-            raise UserError(f"{path}: unknown requires key {key!r}; "
-                            f"allowed: {', '.join(sorted(REQUIRES_KEYS))}")
-        if not isinstance(value, kind):
-            raise UserError(f"{path}: requires.{key} must be a {kind.__name__}, not {value!r}")
-        out[str(key)] = value.lower() if isinstance(value, str) else value
-    return out
-
-
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{what} must be a positive whole number, not {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------- model values

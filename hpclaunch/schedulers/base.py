@@ -21,14 +21,18 @@ if TYPE_CHECKING:
 
 # Coarse job states, the same for every scheduler.
 QUEUED, RUNNING, DONE, MISSING = "queued", "running", "done", "missing"
+# The scheduler lists the job but its state cannot be read: neither running (it would
+# never end) nor done (it may be serving); kept, asked again, reported.
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
 class JobState:
     """One job as the scheduler sees it.
 
-    ``state`` is QUEUED, RUNNING, DONE (left the queue and the scheduler says how)
-    or MISSING (the scheduler no longer knows the job: the job's own files decide).
+    ``state`` is QUEUED, RUNNING, DONE (left the queue and the scheduler says how),
+    MISSING (the scheduler no longer knows the job: the job's own files decide) or
+    UNKNOWN (listed, with a state that cannot be read).
     ``reason`` keeps the scheduler's words (``Resources``, ``TIMEOUT``, ``CANCELLED``).
     """
 

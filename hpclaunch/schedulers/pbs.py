@@ -19,8 +19,17 @@ import re
 import signal
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hpclaunch import units
 from hpclaunch.errors import UserError
-from hpclaunch.schedulers.base import DONE, QUEUED, RUNNING, JobState, Scheduler, directive_value
+from hpclaunch.schedulers.base import (
+    DONE,
+    QUEUED,
+    RUNNING,
+    UNKNOWN,
+    JobState,
+    Scheduler,
+    directive_value,
+)
 
 if TYPE_CHECKING:
     from hpclaunch.planning.plan import Plan
@@ -28,9 +37,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Per-node CPUs when neither the preset nor the profile says (cpus_per_task):
-# vLLM wants a few cores per GPU worker besides the API server.
-CPUS_PER_GPU = 4
+# When neither the preset nor the profile sets cpus-per-task, the select chunk carries
+# no ncpus and the queue's default (default_chunk.ncpus, often 1) applies: a fixed
+# "4 per GPU" asked a 4-GPU job for 16 CPUs on nodes with fewer, and it never started.
+# PBS Pro and OpenPBS take a chunk without ncpus (select=1:ngpus=4), Torque a nodes spec
+# without ppn. The rendered script says so.
+CPU_NOTE = ("{what} is left to the queue's default ({where}); vLLM wants a few cores per "
+            "GPU: set cpus-per-task in the cluster profile (or --set cpus-per-task=N) to ask "
+            "for them")
+CPU_DEFAULTS = {"pbspro": {"what": "ncpus", "where": "default_chunk.ncpus"},
+                "torque": {"what": "ppn", "where": "resources_default.nodes, else 1"}}
 QUEUED_STATES = {"Q": "queued", "H": "held", "W": "waiting for its start time",
                  "T": "in transit", "S": "suspended", "U": "suspended (workstation busy)",
                  "M": "moved to another server"}
@@ -72,13 +88,18 @@ class PBSScheduler(Scheduler):
 
 
     def template_context(self, plan: Plan) -> dict[str, Any]:
-        return {"dialect": "PBS Pro" if self.dialect == "pbspro" else "Torque"}
+        notes = [] if self._cpus(plan) else [CPU_NOTE.format(**CPU_DEFAULTS[self.dialect])]
+        return {"dialect": "PBS Pro" if self.dialect == "pbspro" else "Torque", "notes": notes}
+
+    def _cpus(self, plan: Plan) -> Any:
+        """CPUs per node the profile or ``--set`` asks for; None leaves the queue's default."""
+        return plan.resources.get("cpus-per-task", self.cluster.cpus_per_task)
 
     def directives(self, plan: Plan) -> list[str]:
         """See :meth:`Scheduler.directives`; values are validated, never escaped."""
         cluster, res = self.cluster, plan.resources
         gpus = plan.gpus_per_node  # rendered with --simulate too: the job still asks for GPUs
-        cpus = res.get("cpus-per-task", cluster.cpus_per_task) or CPUS_PER_GPU * max(gpus, 1)
+        cpus = self._cpus(plan)
         mem = res.get("mem", cluster.mem)
         walltime = _walltime(res.get("time-limit") or cluster.time_limit)
         queue, account = res.get("queue", cluster.queue), res.get("account", cluster.account)
@@ -88,17 +109,18 @@ class PBSScheduler(Scheduler):
                             "queue: in the cluster profile) instead of partition")
         lines: list[tuple[str, Any]] = [("-N", plan.name)]
         if self.dialect == "pbspro":
-            chunk = f"{plan.nodes}:ncpus={cpus}:ngpus={gpus}"
+            chunk = f"{plan.nodes}{f':ncpus={cpus}' if cpus else ''}:ngpus={gpus}"
             if mem:
                 chunk += f":mem={_memory(mem)}"
             lines += [("-l", f"select={chunk}"), ("-l", "place=scatter")]
             if filesystems:
-                lines.append(("-l", f"filesystems={filesystems}"))
+                fs = units.check(filesystems, units.pbs_resource, "filesystems")
+                lines.append(("-l", f"filesystems={fs}"))
         else:
             if filesystems:
                 raise UserError("filesystems is a PBS Pro resource (ALCF); Torque has none: "
                                 "remove it from the profile, or use pbs-dialect: pbspro")
-            lines.append(("-l", f"nodes={plan.nodes}:ppn={cpus}:gpus={gpus}"))
+            lines.append(("-l", f"nodes={plan.nodes}{f':ppn={cpus}' if cpus else ''}:gpus={gpus}"))
             if mem:
                 lines.append(("-l", f"mem={_memory(mem)}"))
         if walltime:
@@ -187,23 +209,13 @@ def _output_path(results_dir: str, name: str) -> str:
 
 
 def _walltime(text: Any) -> str:
-    """``HH:MM:SS`` or Slurm's ``D-HH:MM:SS`` -> PBS ``HH:MM:SS``; empty means none."""
-    text = str(text or "").strip()
-    if not text:
-        return ""
-    match = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)", text)
-    if not match:
-        raise UserError(f"time-limit {text!r}: write it as HH:MM:SS (or D-HH:MM:SS) for PBS")
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return f"{days * 24 + hours:02d}:{minutes:02d}:{seconds:02d}"
+    """A time limit as PBS ``HH:MM:SS`` (Slurm's ``D-HH:MM:SS`` converted); empty: none."""
+    return str(units.check(text, lambda v: units.time_limit(v, "pbs"), "time-limit"))
 
 
 def _memory(text: Any) -> str:
     """Slurm-style ``64G`` (or PBS ``64gb``) -> PBS ``64gb``; a bare number is MB, as in Slurm."""
-    match = re.fullmatch(r"(\d+)\s*([kmgt]?)b?", str(text).strip().lower())
-    if not match:
-        raise UserError(f"mem {text!r}: write it as a number with K, M, G or T (e.g. 64G)")
-    return f"{match.group(1)}{match.group(2) or 'm'}b"
+    return str(units.check(text, lambda v: units.memory(v, "pbs"), "mem"))
 
 
 # -- parsing (pure functions, tested on real samples) --------------------------------
@@ -240,15 +252,53 @@ def parse_qstat_text(text: str) -> dict[str, dict[str, str]]:
 
 
 def parse_qstat_json(text: str) -> dict[str, dict[str, Any]]:
-    """``qstat -f -F json`` -> {job id: attributes}; no "Jobs" key means no job matched."""
-    start = text.find("{")
-    if start < 0:
+    """``qstat -f -F json`` -> {job id: attributes}; no "Jobs" key means no job matched.
+
+    OpenPBS 23.06 can print its plain table before the JSON and leave the jobs out of the
+    JSON (openpbs PR #2675/#2676; sample ``openpbs_qstat_fF_json_mixed.txt``): the JSON
+    object is read where it starts a line, text around it is skipped, and jobs only the
+    table lists keep the table's state letter, so a running job stays running.
+    """
+    start = re.search(r"^\{", text, re.MULTILINE)
+    if start is None:
         raise ValueError("no JSON object in qstat output")
-    data = json.loads(text[start:])
+    data, end = json.JSONDecoder().raw_decode(text, start.start())
     jobs = (data.get("Jobs") or {}) if isinstance(data, dict) else None
     if not isinstance(jobs, dict):
         raise ValueError("qstat JSON has no Jobs mapping")
-    return {str(k): v for k, v in jobs.items() if isinstance(v, dict)}
+    found = {str(k): v for k, v in jobs.items() if isinstance(v, dict)}
+    stray = text[:start.start()] + text[end:]
+    if stray.strip():
+        log.info("qstat printed text around its JSON (openpbs #2675); reading its table too")
+        for job_id, letter in parse_qstat_table(stray).items():
+            if not any(same_job(job_id, known) for known in found):
+                found[job_id] = {"job_state": letter}
+    return found
+
+
+def parse_qstat_table(text: str) -> dict[str, str]:
+    """{job id: state letter} from qstat's plain tables (default and ``-a``/``-u``).
+
+    Columns are where the dashes under the header are (names such as ``Time Use`` have
+    spaces); the state is the column headed ``S``. Ids may be truncated (``123.serv*``).
+    """
+    lines = text.splitlines()
+    states: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        if i == 0 or not re.fullmatch(r"[- ]*-[- ]*", line):
+            continue
+        spans = [m.span() for m in re.finditer(r"-+", line)]
+        titles = [lines[i - 1][a:b].strip() for a, b in spans]
+        if "S" not in titles:
+            continue
+        column = spans[titles.index("S")]
+        for row in lines[i + 1:]:
+            if not row[:1].isdigit():  # rows start with the job id; anything else ends them
+                break
+            job_id, letter = row.split()[0].rstrip("*"), row[column[0]:column[1]].strip()
+            if letter:
+                states[job_id] = letter
+    return states
 
 
 def same_job(a: str, b: str) -> bool:
@@ -275,7 +325,9 @@ def _get(attrs: dict[str, Any], key: str) -> Any:
 def job_state(attrs: dict[str, Any], dialect: str) -> JobState:
     """One job's qstat attributes -> a coarse :class:`JobState`."""
     letter = str(_get(attrs, "job_state") or "").strip()
-    comment = " ".join(str(_get(attrs, "comment") or "").split())
+    # PBS Pro/OpenPBS write why a job waits in ``comment``; some sites' hooks and
+    # Torque builds use ``Job_comment``.
+    comment = " ".join(str(_get(attrs, "comment") or _get(attrs, "Job_comment") or "").split())
     exec_host = str(_get(attrs, "exec_host") or "")
     node = exec_host.split("+", 1)[0].split("/", 1)[0].strip()
     if letter in QUEUED_STATES:
@@ -290,8 +342,12 @@ def job_state(attrs: dict[str, Any], dialect: str) -> JobState:
         if comment and not reason:
             reason = comment
         return JobState(DONE, reason=reason, exit_code=code, node=node, native_state=letter)
-    log.warning("unknown PBS job state %r; treating it as running", letter)
-    return JobState(RUNNING, reason=f"PBS state {letter or '?'}", node=node, native_state=letter)
+    # A letter this code has not met, or none at all (a record cut short, a wrapped line):
+    # running would never end, done could end a live server. Ask again next time.
+    log.warning("PBS job state %r cannot be read; reporting it as unknown", letter)
+    what = f"unknown PBS job_state {letter!r}" if letter else "no readable job_state"
+    return JobState(UNKNOWN, reason=f"qstat shows {what}; asking again on the next refresh",
+                    node=node, native_state=letter)
 
 
 def _int(value: Any) -> int | None:

@@ -1,11 +1,12 @@
 #!/bin/bash
 #PBS -N pbspro-single-gpu
-#PBS -l select=1:ncpus=4:ngpus=1
+#PBS -l select=1:ngpus=1
 #PBS -l place=scatter
 #PBS -l walltime=04:00:00
 #PBS -k doe
 #PBS -j oe
 #PBS -o /lus/eagle/projects/myproj/hpclaunch_results/hpclaunch_pbspro-single-gpu.pbs.out
+# Note: ncpus is left to the queue's default (default_chunk.ncpus); vLLM wants a few cores per GPU: set cpus-per-task in the cluster profile (or --set cpus-per-task=N) to ask for them
 # PBS Pro job. PBS starts it in $HOME; like Slurm, run from where qsub was called.
 if [ -n "${PBS_O_WORKDIR:-}" ]; then
     cd "$PBS_O_WORKDIR" || echo "hpclaunch: cannot cd to $PBS_O_WORKDIR; staying in $PWD" >&2

@@ -1,12 +1,13 @@
 #!/bin/bash
 #PBS -N torque-dp4-throughput
-#PBS -l nodes=1:ppn=16:gpus=4
+#PBS -l nodes=1:gpus=4
 #PBS -l mem=128gb
 #PBS -l walltime=12:00:00
 #PBS -A dias01
 #PBS -q ProdQ
 #PBS -j oe
 #PBS -o /lus/eagle/projects/myproj/hpclaunch_results/hpclaunch_torque-dp4-throughput.pbs.out
+# Note: ppn is left to the queue's default (resources_default.nodes, else 1); vLLM wants a few cores per GPU: set cpus-per-task in the cluster profile (or --set cpus-per-task=N) to ask for them
 # Torque job. PBS starts it in $HOME; like Slurm, run from where qsub was called.
 if [ -n "${PBS_O_WORKDIR:-}" ]; then
     cd "$PBS_O_WORKDIR" || echo "hpclaunch: cannot cd to $PBS_O_WORKDIR; staying in $PWD" >&2

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,15 +23,20 @@ from hpclaunch.errors import SubmitError, UserError
 from hpclaunch.planning.plan import build
 from hpclaunch.planning.presets import load_preset
 from hpclaunch.remote.transport import Result
-from hpclaunch.schedulers.base import DONE, QUEUED, RUNNING
+from hpclaunch.schedulers.base import DONE, QUEUED, RUNNING, UNKNOWN
 from hpclaunch.schedulers.pbs import (
     PBSScheduler,
     exit_reason,
     job_state,
+    match_jobs,
     parse_qstat_json,
+    parse_qstat_table,
     parse_qstat_text,
     same_job,
 )
+
+if TYPE_CHECKING:
+    from hpclaunch.endpoints.status import Observation
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "pbs"
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "pbs"
@@ -414,7 +420,9 @@ def test_pbspro_header_has_what_a_polaris_like_site_requires() -> None:
 
 def test_torque_header_uses_nodes_ppn_gpus_and_no_pbspro_only_lines() -> None:
     lines = header(render("torque_dp4_throughput"))
-    assert "#PBS -l nodes=1:ppn=16:gpus=4" in lines
+    assert "#PBS -l nodes=1:gpus=4" in lines  # no ppn: the profile sets no cpus-per-task
+    assert "#PBS -l nodes=1:ppn=8:gpus=4" in header(render("torque_dp4_throughput",
+                                                           cpus_per_task=8))
     assert "#PBS -l mem=128gb" in lines and "#PBS -A dias01" in lines
     assert "#PBS -q ProdQ" in lines and "#PBS -l walltime=12:00:00" in lines
     assert not [ln for ln in lines if "select=" in ln or "-k " in ln or "place=" in ln]
@@ -438,9 +446,10 @@ def test_job_runs_from_pbs_o_workdir_and_records_the_pbs_job_id() -> None:
 @pytest.mark.parametrize(("changes", "words"), [
     ({"account": "my proj"}, "-A value 'my proj'"),
     ({"queue": "debug;rm -rf ~"}, "-q value"),
-    ({"filesystems": "home:$(id)"}, "-l value"),
+    ({"filesystems": "home:$(id)"}, "filesystems: expected a PBS resource value"),
+    ({"filesystems": "home,walltime=999:00:00"}, "without commas"),
     ({"time_limit": "1 hour"}, "HH:MM:SS"),
-    ({"mem": "lots"}, "mem 'lots'"),
+    ({"mem": "lots"}, "mem: expected a memory size"),
     ({"partition": "gpu"}, "PBS has queues, not partitions"),
 ])
 def test_unsafe_or_wrong_values_are_refused(changes: dict[str, object], words: str) -> None:
@@ -514,3 +523,111 @@ def test_node_host_is_the_first_host_of_pbs_nodefile(tmp_path: Path) -> None:
     assert without and without == subprocess.run(
         ["bash", "-c", "hostname -f 2>/dev/null || hostname"], capture_output=True, text=True,
         check=True).stdout.strip()
+
+
+def test_no_cpu_count_is_invented_when_the_profile_sets_none() -> None:
+    """A fixed 4 CPUs per GPU asked a 4-GPU job for 16 CPUs on nodes with fewer, and it never
+    started: without cpus-per-task the chunk has no ncpus and the script says why."""
+    script = render("pbspro_single_gpu", gpus_per_node=4)
+    assert "#PBS -l select=1:ngpus=1" in header(script)
+    assert "# Note: ncpus is left to the queue's default (default_chunk.ncpus)" in script
+    chosen = render("pbspro_single_gpu", cpus_per_task=16)
+    assert "#PBS -l select=1:ncpus=16:ngpus=1" in header(chosen) and "# Note" not in chosen
+    torque = render("torque_dp4_throughput")
+    assert "# Note: ppn is left to the queue's default" in torque
+
+
+# -- states that cannot be read, mixed output, jobs that vanish --------------------------------
+
+def test_a_record_whose_job_state_cannot_be_read_is_unknown_not_running() -> None:
+    text = sample("pbspro_qstat_f_1.txt").replace("    job_state = R\n", "", 1)
+    assert "job_state" not in parse_qstat_text(text)["69301.mycluster"]
+    sched = scheduler("pbspro", ok(text))
+    sched._json = False
+    found = sched.states(["69301.mycluster"])["69301.mycluster"]
+    assert found.state == UNKNOWN and not found.left_queue
+    assert "no readable job_state" in found.reason and "asking again" in found.reason
+    odd = job_state({"job_state": "Z"}, "pbspro")
+    assert odd.state == UNKNOWN and "unknown PBS job_state 'Z'" in odd.reason
+
+
+def test_an_unknown_state_keeps_the_endpoint_and_reports_it(tmp_path: Path) -> None:
+    from hpclaunch.endpoints.status import apply, observe
+    from hpclaunch.registry import READY, Record
+    from hpclaunch.remote.transport import LocalTransport
+
+    rec = Record(name="e", model="m", model_id="m", served_model_name="e", preset="p",
+                 cluster="site", scheduler="pbs", pbs_dialect="pbspro", job_id="7.pbs",
+                 results_dir=str(tmp_path), state=READY, host="x1", port=8000)
+    obs = observe(rec, job_state({}, "pbspro"), LocalTransport(), probe=False)
+    assert obs.state == "UNKNOWN" and "no readable job_state" in obs.reason
+    changes = apply(rec, obs)
+    assert changes["state"] == "UNKNOWN" and "ended" not in changes
+    assert "host" not in changes and "port" not in changes  # last known address kept
+
+
+@pytest.mark.parametrize("section", ["mixed table and JSON without Jobs (verbatim from the PR)",
+                                     "table, JSON with the job, stray line after (built)"])
+def test_openpbs_mixed_table_and_json_keeps_a_running_job_running(section: str) -> None:
+    text = sections("openpbs_qstat_fF_json_mixed.txt")[section]
+    sched = scheduler("pbspro", ok(text))
+    states = sched.states(["2000.VMa"])
+    assert states["2000.VMa"].state == RUNNING and states["2000.VMa"].native_state == "R"
+    assert sched.transport.calls == [["qstat", "-f", "-x", "-F", "json", "2000.VMa"]]
+
+
+def test_mixed_output_prefers_the_json_and_shows_the_pending_reason() -> None:
+    text = sections("openpbs_qstat_fF_json_mixed.txt")[
+        "table, JSON with the job, stray line after (built)"]
+    jobs = parse_qstat_json(text)
+    assert jobs["2001.VMa"]["Job_Name"] == "STDIN"  # from the JSON, not the table row
+    found = match_jobs(jobs, ["2001.VMa"], "pbspro")["2001.VMa"]
+    assert found.state == QUEUED
+    assert found.reason == "Not Running: Insufficient amount of resource: ngpus (R: 4 A: 0 T: 4)"
+
+
+def test_tables_are_read_by_column_whatever_the_format() -> None:
+    table = sections("torque_qstat_table_1.txt")
+    assert parse_qstat_table(table["(a) qstat -u wangq"]) == {"3754123.mskcc-fe1.loca": "R"}
+    assert parse_qstat_table(table["(b) qstat -n1 (array subjobs, state C and Q)"]) == {
+        "272[0].pitzer-batch.te": "C", "272[1].pitzer-batch.te": "Q"}
+
+
+def test_pending_reason_from_job_comment_when_there_is_no_comment() -> None:
+    found = job_state({"job_state": "Q", "Job_comment": "Not Running: queue debug is at its "
+                       "max_run limit"}, "torque")
+    assert found.reason == "Not Running: queue debug is at its max_run limit"
+
+
+def _vanished(tmp_path: Path, scheduler_name: str, **fields: Any) -> Observation:
+    """What a refresh makes of a job the scheduler no longer lists."""
+    from hpclaunch.endpoints.status import observe
+    from hpclaunch.registry import Record
+    from hpclaunch.remote.transport import LocalTransport
+    from hpclaunch.schedulers.base import MISSING, JobState
+
+    rec = Record(name="e", model="m", model_id="m", served_model_name="e", preset="p",
+                 cluster="site", scheduler=scheduler_name, job_id="7", results_dir=str(tmp_path),
+                 **fields)
+    return observe(rec, JobState(MISSING), LocalTransport(), probe=False)
+
+
+def test_a_job_missing_once_without_exit_file_is_unknown_not_failed(tmp_path: Path) -> None:
+    import time
+
+    from hpclaunch.endpoints.status import MISSING_GRACE_S
+
+    first = _vanished(tmp_path, "pbs", state="READY")
+    assert first.state == "UNKNOWN" and "asking again" in first.reason
+    recent = _vanished(tmp_path, "pbs", state="UNKNOWN", reason=first.reason,
+                       updated=time.time() - 5)
+    assert recent.state == "UNKNOWN"
+    long_gone = _vanished(tmp_path, "pbs", state="UNKNOWN", reason=first.reason,
+                          updated=time.time() - MISSING_GRACE_S - 1)
+    assert long_gone.state == "FAILED"
+    assert "left no exit status" in long_gone.reason
+    # The exit file decides at once; and `ps` on this machine is not flaky.
+    (tmp_path / "e.exit").write_text("0\n")
+    assert _vanished(tmp_path, "pbs", state="READY").state == "ENDED"
+    (tmp_path / "e.exit").unlink()
+    assert _vanished(tmp_path, "local", state="READY").state == "FAILED"

@@ -71,11 +71,15 @@ def test_undefined_template_variable_is_an_error() -> None:
         render_template("local.sh.j2", {"name": "x"})
 
 
-def test_time_limits_stay_as_written() -> None:
+def test_time_limits_stay_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """YAML 1.1 reads 1:00:00 as 3600; --set and clusters.yaml must not turn it into hours."""
+    from hpclaunch.config import load_clusters
     from hpclaunch.planning.plan import parse_assignments
 
     assert parse_assignments(["time-limit=1:00:00"]) == {"time-limit": "1:00:00"}
     assert parse_assignments(["max-num-seqs=64"]) == {"max-num-seqs": 64}
-    profile = ClusterProfile.from_mapping("c", {"time-limit": 3600 + 30 * 60}, "clusters.yaml")
-    assert profile.time_limit == "1:30:00"
+    monkeypatch.setenv("HPCLAUNCH_HOME", str(tmp_path))
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "clusters.yaml").write_text(
+        "clusters:\n  c: {scheduler: slurm, time-limit: 1:30:00}\n")
+    assert load_clusters()[0]["c"].time_limit == "1:30:00"
