@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpclaunch import units
 from hpclaunch.errors import UserError
+from hpclaunch.validate import units
 
 SCHEDULERS = ("local", "slurm", "pbs")
 PBS_DIALECTS = ("pbspro", "torque")
@@ -112,7 +112,7 @@ class ClusterProfile:
 
         Keys may be kebab-case or snake_case; every error names ``clusters.<name>.<key>``.
         """
-        from hpclaunch import schema
+        from hpclaunch.validate import schema
 
         prefix = f"clusters.{name}"
         if isinstance(data, dict):
@@ -150,7 +150,7 @@ class ClusterProfile:
 
 
 def _value_rules(scheduler: str) -> dict[str, Callable[[Any], Any]]:
-    """clusters.yaml keys whose values have a rule in :mod:`hpclaunch.units`."""
+    """clusters.yaml keys whose values have a rule in :mod:`hpclaunch.validate.units`."""
     rules: dict[str, Callable[[Any], Any]] = {
         key: rule for key in units.RESOURCE_RULES
         if (rule := units.resource_rule(key, scheduler)) is not None
@@ -177,7 +177,7 @@ def load_clusters() -> tuple[dict[str, ClusterProfile], str]:
     path = clusters_file()
     if not path.exists():
         return profiles, default
-    from hpclaunch import schema
+    from hpclaunch.validate import schema
 
     data = schema.read_yaml(path)
     top = schema.convert({} if data is None else data, schema.ClustersFile, source=str(path))

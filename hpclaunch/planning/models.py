@@ -24,8 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hpclaunch import units
 from hpclaunch.errors import UserError
+from hpclaunch.validate import units
 
 __all__ = [
     "ModelInfo",

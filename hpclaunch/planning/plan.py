@@ -14,10 +14,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpclaunch import units
 from hpclaunch.config import ClusterProfile
 from hpclaunch.errors import UserError
 from hpclaunch.planning.presets import LAYOUT_KEYS, Preset, resolve_model_values
+from hpclaunch.validate import units
 
 # --set keys that size the job rather than configure vLLM.
 RESOURCE_KEYS = ("time-limit", "cpus-per-task", "mem", "partition", "account", "qos", "queue",

@@ -93,7 +93,7 @@ def load_preset(name: str) -> Preset:
 
 def parse_preset(name: str, path: Path) -> Preset:
     """Read one preset file: structure and types by its schema, values by their rules."""
-    from hpclaunch import schema, units
+    from hpclaunch.validate import schema, units
 
     source = str(path)
     data = schema.read_yaml(path)

@@ -19,7 +19,6 @@ import re
 import signal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from hpclaunch import units
 from hpclaunch.errors import UserError
 from hpclaunch.schedulers.base import (
     DONE,
@@ -30,6 +29,7 @@ from hpclaunch.schedulers.base import (
     Scheduler,
     directive_value,
 )
+from hpclaunch.validate import units
 
 if TYPE_CHECKING:
     from hpclaunch.planning.plan import Plan

@@ -1,7 +1,7 @@
 """Typed schemas of the files users write (clusters.yaml, presets), checked with msgspec.
 
 Validate at the edge, once: a file is read, its structure and types are checked against a
-``msgspec.Struct``, the values against :mod:`hpclaunch.units`, and code past this point
+``msgspec.Struct``, the values against :mod:`hpclaunch.validate.units`, and code past this point
 trusts its types. Whatever a file holds (a list where a mapping belongs, ``four`` for a
 count, bytes that are not UTF-8, a directory) ends in one line naming the file and the
 field's path, ``clusters.yaml: clusters.a100.gpus-per-node: expected a positive integer,
@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 import msgspec
 
 from hpclaunch.errors import UserError
-from hpclaunch.units import Invalid, shown
+from hpclaunch.validate.units import Invalid, shown
 
 T = TypeVar("T")
 Rule = Callable[[Any], Any]

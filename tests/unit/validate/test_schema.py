@@ -1,5 +1,5 @@
 """The schemas of clusters.yaml and presets: structure and types by msgspec, values by
-:mod:`hpclaunch.units`, every error one line with the file and the field's path."""
+:mod:`hpclaunch.validate.units`, every error one line with the file and the field's path."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from hpclaunch import schema
 from hpclaunch.config import ClusterProfile, load_clusters
 from hpclaunch.errors import UserError
 from hpclaunch.planning.presets import parse_preset
+from hpclaunch.validate import schema
 
 
 def test_the_cluster_schema_has_every_profile_field() -> None:

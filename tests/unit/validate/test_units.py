@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hpclaunch import units
 from hpclaunch.errors import UserError
+from hpclaunch.validate import units
 
 
 @pytest.mark.parametrize("text", ["60", "0", "90:00", "1:30:00", "04:00:00", "48:00:00", "2-12",
