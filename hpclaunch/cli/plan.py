@@ -225,7 +225,7 @@ def presets_show(name: str, model: str | None) -> None:
     click.echo(Path(p.source).read_text().rstrip())
     flags = dict(p.vllm)
     if model:
-        from hpclaunch.planning.models import resolve_model_id
+        from hpclaunch.planning.catalog import resolve_model_id
 
         flags = resolve_model_values(flags, resolve_model_id(model), p.name)
     click.echo(f"\n# vLLM flags{f' for {model}' if model else ''}: "

@@ -16,118 +16,24 @@ lists every assumption, so a reviewer can see where a number came from.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hpclaunch.errors import UserError
 from hpclaunch.planning import kv
-from hpclaunch.planning.models import ModelInfo
+from hpclaunch.planning.modelinfo import ModelInfo
+from hpclaunch.planning.report import CapacityReport
+from hpclaunch.planning.settings import ServeSettings, settings_from_flags
 
 if TYPE_CHECKING:
     from hpclaunch.config import ClusterProfile
     from hpclaunch.planning.plan import Plan
 
-__all__ = ["CapacityReport", "ServeSettings", "capacity", "profile_gpu", "report_for_plan",
-           "resolve_gpu", "settings_from_flags"]
+__all__ = ["capacity", "profile_gpu", "report_for_plan", "resolve_gpu"]
+
 
 # vLLM raises its scheduler defaults on big GPUs (>= 70 GiB, not A100): usage context
 # "OPENAI_API_SERVER" gets 8192 batched tokens and 1024 sequences instead of 2048 and 256.
 _BIG_GPU_BYTES = 70 * kv.GiB
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServeSettings:
-    """The ``vllm serve`` settings that change capacity, as the flags give them.
-
-    ``None`` means "vLLM's default", which may depend on the GPU.
-    """
-
-    max_model_len: int | None = None
-    max_model_len_auto: bool = False
-    max_num_seqs: int | None = None
-    max_num_batched_tokens: int | None = None
-    gpu_memory_utilization: float | None = None
-    kv_cache_dtype: str = "auto"
-    block_size: int = kv.DEFAULT_BLOCK_SIZE
-    enforce_eager: bool = False
-    quantization: str | None = None
-    attention_backend: str | None = None
-    reasoning_parser: str | None = None
-    kv_offloading_size: float | None = None
-
-
-def _to_int(value: Any) -> int | None:
-    from hpclaunch.vllm.flags import human_readable_int
-
-    if value in (None, "", "None"):
-        return None
-    try:
-        return human_readable_int(str(value))
-    except ValueError:
-        return None
-
-
-def _to_float(value: Any) -> float | None:
-    if value in (None, "", "None"):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def settings_from_flags(argv: list[str] | tuple[str, ...], version: str) -> ServeSettings:
-    """Read the capacity-relevant settings from a ``vllm serve`` argument list.
-
-    Uses the version's real parser (aliases such as ``-q``, ``--max_model_len``, prefixes);
-    an argument list it rejects is read leniently instead, since preflight reports the bad
-    flag itself and the planner should still say what it can.
-    """
-    from hpclaunch.vllm.flags import parse_serve_args
-
-    try:
-        args = parse_serve_args(list(argv), version)
-    except UserError:
-        args = _lenient_args(list(argv))
-    mml = args.get("max_model_len")
-    auto = str(mml).strip().lower() in ("auto", "-1")
-    return ServeSettings(
-        max_model_len=None if auto else _to_int(mml),
-        max_model_len_auto=auto,
-        max_num_seqs=_to_int(args.get("max_num_seqs")),
-        max_num_batched_tokens=_to_int(args.get("max_num_batched_tokens")),
-        gpu_memory_utilization=_to_float(args.get("gpu_memory_utilization")),
-        kv_cache_dtype=str(args.get("kv_cache_dtype") or "auto"),
-        block_size=_to_int(args.get("block_size")) or kv.DEFAULT_BLOCK_SIZE,
-        enforce_eager=bool(args.get("enforce_eager")),
-        quantization=(str(args["quantization"]).lower()
-                      if args.get("quantization") not in (None, "", "None") else None),
-        attention_backend=(str(args["attention_backend"])
-                           if args.get("attention_backend") not in (None, "") else None),
-        reasoning_parser=(str(args["reasoning_parser"])
-                          if args.get("reasoning_parser") not in (None, "") else None),
-        kv_offloading_size=_to_float(args.get("kv_offloading_size")),
-    )
-
-
-def _lenient_args(argv: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        i += 1
-        if not token.startswith("--"):
-            continue
-        name, eq, value = token[2:].partition("=")
-        dest = name.replace("-", "_")
-        if eq:
-            out[dest] = value
-        elif i < len(argv) and not argv[i].startswith("-"):
-            out[dest] = argv[i]
-            i += 1
-        else:
-            out[dest] = True
-    return out
 
 
 def profile_gpu(cluster: ClusterProfile, gpu: str | None = None) -> tuple[kv.GPU | None, str]:
@@ -162,128 +68,6 @@ def resolve_gpu(name: str | None, *, strict: bool) -> tuple[kv.GPU | None, str]:
                       f"size ({exc}); pass --gpu or set gpu_model to one of: "
                       f"{', '.join(kv.GPUS)}")
 
-
-@dataclass(frozen=True, kw_only=True)
-class CapacityReport:
-    """What one layout of one model holds. Memory numbers are per GPU; tokens per engine.
-
-    An engine is one data-parallel replica (its ``tp x pp`` GPUs share one KV cache, each
-    holding its share of the KV heads or layers), which is what vLLM prints one line for.
-    """
-
-    model_id: str
-    preset: str
-    dp: int
-    tp: int
-    pp: int
-    nodes: int = 1
-    gpus_per_node: int = 1
-    gpu: str | None = None
-    gpu_memory_bytes: int | None = None
-    gpu_memory_utilization: float | None = None
-    weights_bytes: int | None = None
-    weights_per_gpu_bytes: int | None = None
-    kv_bytes_per_token: int | None = None
-    kv_cache_bytes: int | None = None
-    kv_cache_source: str = ""  # "reported" (--kv-cache-gib), "estimated", "" (unknown)
-    kv_tokens: int | None = None
-    max_model_len: int | None = None
-    max_model_len_source: str = ""
-    max_concurrency: float | None = None
-    max_num_seqs: int | None = None
-    max_num_seqs_default: bool = False
-    block_size: int = kv.DEFAULT_BLOCK_SIZE
-    assumptions: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def gpus(self) -> int:
-        return self.dp * self.tp * self.pp
-
-    @property
-    def capacity(self) -> float | None:
-        """Full-length requests the whole server holds at once (all engines)."""
-        return None if self.max_concurrency is None else self.max_concurrency * self.dp
-
-    @property
-    def recommended_max_num_seqs(self) -> int | None:
-        """The guide's rule: capacity x DP, rounded down."""
-        cap = self.capacity
-        return None if cap is None else math.floor(cap + 1e-9)
-
-    @property
-    def per_engine_max_num_seqs(self) -> int | None:
-        """vLLM applies ``--max-num-seqs`` per engine: the value that gives the guide's total."""
-        return None if self.max_concurrency is None else math.floor(self.max_concurrency + 1e-9)
-
-    @property
-    def fits_one_request(self) -> bool | None:
-        return None if self.max_concurrency is None else self.max_concurrency >= 1
-
-    @property
-    def kv_cache_size_line(self) -> str | None:
-        """vLLM's own line, as it would print it."""
-        if self.kv_tokens is None or self.max_concurrency is None or not self.max_model_len:
-            return None
-        return (f"GPU KV cache size: {self.kv_tokens:,} tokens, Maximum concurrency for "
-                f"{self.max_model_len:,} tokens per request: {self.max_concurrency:.2f}x")
-
-    @property
-    def concurrency_line(self) -> str | None:
-        if self.max_concurrency is None or not self.max_model_len:
-            return None
-        return (f"Maximum concurrency for {self.max_model_len:,} tokens per request: "
-                f"{self.max_concurrency:.2f}x")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.update(gpus=self.gpus, capacity=self.capacity,
-                    recommended_max_num_seqs=self.recommended_max_num_seqs,
-                    per_engine_max_num_seqs=self.per_engine_max_num_seqs,
-                    concurrency_line=self.concurrency_line)
-        return data
-
-    def lines(self) -> list[str]:
-        """The human-readable report, one fact per line."""
-        gib = kv.GiB
-        out = [
-            f"model:              {self.model_id}",
-            f"preset:             {self.preset}",
-            f"layout:             DP {self.dp} x TP {self.tp} x PP {self.pp} = {self.gpus} GPU"
-            f"{'s' if self.gpus != 1 else ''} ({self.gpus_per_node} per node, "
-            f"{self.nodes} node{'s' if self.nodes != 1 else ''})",
-            "GPU:                " + (f"{self.gpu} ({self.gpu_memory_bytes / gib:.2f} GiB)"
-                                       if self.gpu and self.gpu_memory_bytes else "unknown"),
-        ]
-        if self.weights_per_gpu_bytes is not None and self.weights_bytes is not None:
-            out.append(f"weights per GPU:    {self.weights_per_gpu_bytes / gib:.2f} GiB "
-                       f"(of {self.weights_bytes / gib:.2f} GiB)")
-        if self.kv_bytes_per_token is not None:
-            out.append(f"KV per token:       {self.kv_bytes_per_token:,} B per GPU")
-        if self.kv_cache_bytes is not None:
-            out.append(f"KV cache per GPU:   {self.kv_cache_bytes / gib:.2f} GiB "
-                       f"({self.kv_cache_source})")
-        if self.kv_tokens is not None:
-            out.append(f"KV tokens/engine:   {self.kv_tokens:,}")
-        if self.max_model_len:
-            out.append(f"max-model-len:      {self.max_model_len:,} ({self.max_model_len_source})")
-        if self.concurrency_line:
-            out.append(f"predicted vLLM:     {self.concurrency_line}  (per engine)")
-            out.append(f"server capacity:    {self.capacity:.2f} full-length requests "
-                       f"({self.dp} engine{'s' if self.dp != 1 else ''})")
-            out.append(f"--max-num-seqs:     {self.recommended_max_num_seqs} recommended "
-                       f"(capacity x DP, rounded down); per engine: "
-                       f"{self.per_engine_max_num_seqs}")
-            if self.max_num_seqs is not None:
-                origin = "vLLM default" if self.max_num_seqs_default else "configured"
-                out.append(f"                    {self.max_num_seqs} {origin}")
-        if self.assumptions:
-            out.append("assumptions:")
-            out += [f"  - {a}" for a in self.assumptions]
-        if self.notes:
-            out.append("notes:")
-            out += [f"  - {n}" for n in self.notes]
-        return out
 
 
 def capacity(
@@ -430,7 +214,7 @@ def capacity(
 def report_for_plan(plan: Plan, *, gpu: str | None = None, kv_cache_gib: float | None = None,
                     info: ModelInfo | None = None) -> CapacityReport:
     """Capacity of a built plan. ``gpu`` (a name) overrides the profile's GPU."""
-    from hpclaunch.planning.models import model_info
+    from hpclaunch.planning.catalog import model_info
     from hpclaunch.vllm.flags import serve_defaults
 
     if kv_cache_gib is not None and kv_cache_gib <= 0:

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from hpclaunch.errors import UserError
-from hpclaunch.planning.models import ModelInfo
+from hpclaunch.planning.modelinfo import ModelInfo
 
 __all__ = [
     "DEFAULT_ACTIVATION_BYTES",

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hpclaunch.planning.capacity import CapacityReport, ServeSettings
     from hpclaunch.planning.kv import GPU
-    from hpclaunch.planning.models import ModelInfo
+    from hpclaunch.planning.modelinfo import ModelInfo
     from hpclaunch.planning.plan import Plan
+    from hpclaunch.planning.report import CapacityReport
+    from hpclaunch.planning.settings import ServeSettings
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
@@ -360,9 +361,10 @@ RULES: list[Rule] = [
 def context(plan: Plan, *, gpu: str | None = None) -> Context:
     """Model facts, flag settings, GPU and capacity for ``plan``, computed once."""
     from hpclaunch.errors import UserError
-    from hpclaunch.planning.capacity import profile_gpu, report_for_plan, settings_from_flags
-    from hpclaunch.planning.models import model_info
+    from hpclaunch.planning.capacity import profile_gpu, report_for_plan
+    from hpclaunch.planning.catalog import model_info
     from hpclaunch.planning.presets import load_preset
+    from hpclaunch.planning.settings import settings_from_flags
 
     info = model_info(plan.model_id)
     the_gpu, why = profile_gpu(plan.cluster, gpu)

@@ -10,15 +10,11 @@ import pytest
 from hpclaunch.config import ClusterProfile
 from hpclaunch.errors import UserError
 from hpclaunch.planning import kv
-from hpclaunch.planning.capacity import (
-    ServeSettings,
-    capacity,
-    report_for_plan,
-    settings_from_flags,
-)
-from hpclaunch.planning.models import model_info
+from hpclaunch.planning.capacity import capacity, report_for_plan
+from hpclaunch.planning.catalog import model_info
 from hpclaunch.planning.plan import build
 from hpclaunch.planning.presets import load_preset
+from hpclaunch.planning.settings import ServeSettings, settings_from_flags
 
 
 def plan_for(model: str, preset: str, **overrides: object):
