@@ -15,11 +15,11 @@ lists every assumption, so a reviewer can see where a number came from.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from hpclaunch.errors import UserError
 from hpclaunch.planning import kv
+from hpclaunch.planning.kvplan import kv_numbers, layout_for
 from hpclaunch.planning.modelinfo import ModelInfo
 from hpclaunch.planning.report import CapacityReport
 from hpclaunch.planning.settings import ServeSettings, settings_from_flags
@@ -84,6 +84,7 @@ def capacity(
     kv_cache_bytes: float | None = None,
     default_gpu_memory_utilization: float = 0.92,
     gpu_note: str = "",
+    version: str = "0.33.0",
 ) -> CapacityReport:
     """Capacity of ``dp x tp x pp`` serving ``info`` with ``settings``.
 
@@ -96,6 +97,8 @@ def capacity(
         vLLM's default for the cluster's version (0.92 in 0.33, 0.9 before).
     gpu_note
         Why no GPU is known, shown when memory cannot be estimated.
+    version
+        The vLLM version whose arithmetic to follow (:func:`hpclaunch.planning.kvspec.rules_for`).
     """
     s = settings or ServeSettings()
     gpus_per_node = -(-(dp * tp * pp) // max(nodes, 1))
@@ -121,43 +124,43 @@ def capacity(
 
     weights = info.weight_bytes
     weights_per_gpu = weights // (tp * pp)
-    bits = (f"{info.quantization} ({info.bytes_per_param:.3f} B/param incl. scales)"
-            if info.quantization else f"{info.torch_dtype} ({info.bytes_per_param:g} B/param)")
-    assumptions.append(f"weights: {info.params_b:g} B parameters x {bits}, split over "
-                       f"TP {tp} x PP {pp}")
+    if info.weight_note:
+        assumptions.append(f"weights by tensor kind: {info.weight_note}; split over "
+                           f"TP {tp} x PP {pp}")
+    else:
+        bits = (f"{info.quantization} ({info.bytes_per_param:.3f} B/param incl. scales)"
+                if info.quantization
+                else f"{info.torch_dtype} ({info.bytes_per_param:g} B/param)")
+        assumptions.append(f"weights: {info.params_b:g} B parameters x {bits}, split over "
+                           f"TP {tp} x PP {pp}")
     if s.quantization and s.quantization != (info.quantization or ""):
         assumptions.append(f"--quantization {s.quantization} is not modelled: weights are "
                            "counted as the checkpoint stores them")
     base.update(weights_bytes=weights, weights_per_gpu_bytes=weights_per_gpu)
 
-    bpt: int | None
-    try:
-        bpt = kv.kv_bytes_per_token(info, tp, s.kv_cache_dtype, pp)
-    except ValueError as exc:
-        bpt = None
-        notes.append(str(exc))
-    if bpt is not None:
-        heads = math.ceil(info.num_kv_heads / tp)
-        layers = math.ceil(info.num_layers / pp)
-        dtype_bytes = kv.kv_dtype_bytes(info, s.kv_cache_dtype)
-        assumptions.append(
-            f"KV per token per GPU = 2 (K, V) x {layers} layers x {heads} KV heads "
-            f"({info.num_kv_heads} / TP {tp}, at least 1) x head_dim {info.head_dim} x "
-            f"{dtype_bytes} B (kv-cache-dtype {s.kv_cache_dtype}) = {bpt:,} B")
+    layout, why, steps = layout_for(info, tp=tp, pp=pp, kv_cache_dtype=s.kv_cache_dtype,
+                                    block_size=s.block_size)
+    if layout is None:
+        notes.append(why)
+    else:
+        assumptions.extend(steps)
+        base["kv_bytes_per_token"] = max(layout.stage_block_bytes(i)
+                                         for i in range(pp)) // s.block_size
     if info.vision:
         assumptions.append("vision encoder: costs weights and activation memory, not KV cache; "
                            "KV per token is the text model's (the guide's 'VL models need 4x "
                            "more KV cache' is wrong)")
-    base["kv_bytes_per_token"] = bpt
 
+    mnbt = s.max_num_batched_tokens or (8192 if big else 2048)
     kv_bytes: float | None = None
     if kv_cache_bytes is not None:
         kv_bytes = kv_cache_bytes
         base["kv_cache_source"] = "reported by vLLM"
         assumptions.append(f"KV cache memory per GPU: {kv_cache_bytes / kv.GiB:.2f} GiB as "
-                           "vLLM reported it ('Available KV cache memory')")
+                           "vLLM reported it ('Available KV cache memory'); with TP or PP the "
+                           "engine sizes the cache by the worker with the least memory, so give "
+                           "the smallest figure of all workers")
     elif gpu is not None:
-        mnbt = s.max_num_batched_tokens or (8192 if big else 2048)
         activation = kv.activation_bytes_guess(info, mnbt)
         non_torch = kv.DEFAULT_NON_TORCH_BYTES + (kv.GiB // 2 if tp * pp > 1 else 0)
         graphs = 0 if s.enforce_eager else kv.DEFAULT_CUDA_GRAPH_BYTES
@@ -177,34 +180,33 @@ def capacity(
     if kv_bytes is not None:
         base["kv_cache_bytes"] = int(kv_bytes)
 
-    tokens = kv.kv_tokens(kv_bytes, bpt, s.block_size) if (kv_bytes is not None and bpt) \
-        else None
-    base["kv_tokens"] = tokens
-    if tokens is not None:
-        assumptions.append(f"tokens rounded down to whole {s.block_size}-token blocks, as "
-                           "vLLM allocates them")
-
     if s.max_model_len_auto:
-        if tokens is not None:
-            mml = max(s.block_size, min(info.max_position_embeddings, tokens))
-            base["max_model_len_source"] = "auto: the longest that fits the KV cache"
-        else:
-            mml, base["max_model_len_source"] = info.max_position_embeddings, "auto; model limit"
+        mml, base["max_model_len_source"] = info.max_position_embeddings, "auto; model limit"
     elif s.max_model_len:
         mml, base["max_model_len_source"] = s.max_model_len, "--max-model-len"
     else:
         mml = info.max_position_embeddings
         base["max_model_len_source"] = "model's limit: vLLM's default without --max-model-len"
-    base["max_model_len"] = mml
 
-    if tokens is not None and mml:
-        base["max_concurrency"] = kv.max_concurrency(tokens, mml, s.block_size)
+    if layout is not None and kv_bytes is not None and mml:
+        nums = kv_numbers(layout, kv_bytes=kv_bytes, max_model_len=mml,
+                          max_num_batched_tokens=mnbt, pp=pp, version=version)
+        if s.max_model_len_auto and nums.max_model_len_that_fits < mml:
+            mml = max(1, nums.max_model_len_that_fits)
+            base["max_model_len_source"] = "auto: the longest that fits the KV cache"
+            nums = kv_numbers(layout, kv_bytes=kv_bytes, max_model_len=mml,
+                              max_num_batched_tokens=mnbt, pp=pp, version=version)
+        assumptions.extend(nums.assumptions)
+        base.update(kv_tokens=nums.kv_tokens, max_concurrency=nums.max_concurrency,
+                    fits=nums.fits, max_model_len_that_fits=nums.max_model_len_that_fits,
+                    kv_needed_bytes=nums.needed_bytes)
         assumptions.append("capacity counts every request at the full max-model-len; shorter "
                            "requests fit more")
         if dp > 1:
             assumptions.append("vLLM applies --max-num-seqs to each engine (each DP rank has "
                                "its own scheduler); the guide's capacity x DP counts the whole "
                                "server, so the per-engine value gives the same total")
+    base["max_model_len"] = mml
     if s.kv_offloading_size:
         assumptions.append(f"--kv-offloading-size {s.kv_offloading_size:g} GiB of KV in CPU "
                            "memory is not counted: the GPU cache alone is what vLLM reports")
@@ -227,5 +229,5 @@ def report_for_plan(plan: Plan, *, gpu: str | None = None, kv_cache_gib: float |
         model_id=plan.model_id, preset=plan.preset, dp=plan.dp, tp=plan.tp, pp=plan.pp,
         nodes=plan.nodes, settings=settings_from_flags(plan.vllm_flags, version), gpu=the_gpu,
         kv_cache_bytes=kv_cache_gib * kv.GiB if kv_cache_gib is not None else None,
-        default_gpu_memory_utilization=default_gmu, gpu_note=why,
+        default_gpu_memory_utilization=default_gmu, gpu_note=why, version=version,
     )

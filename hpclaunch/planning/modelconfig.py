@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from hpclaunch.planning.modelinfo import ModelInfo
+from hpclaunch.planning.weights import quant_format, weight_bytes
 
-__all__ = ["cached_snapshot", "hf_hub_cache", "info_from_config", "info_from_dir"]
+__all__ = ["cached_snapshot", "hf_hub_cache", "info_from_config", "info_from_dir", "layer_kinds"]
 
 # model_type values whose attention is not "every layer keeps every token": sliding windows
 # on some layers, or linear-attention / state-space layers mixed in. vLLM sizes their KV
@@ -234,8 +235,71 @@ def info_from_config(cfg: dict[str, Any], model_id: str,
         params_b = weights_bytes / info.bytes_per_param / 1e9
     else:
         params_b = _estimate_params(text, cfg, hidden, heads, kv_heads, head_dim, layers)
+    kinds, window = layer_kinds(model_type, text, layers)
+    known, note = _known_weights(text, cfg, weights_bytes)
+    mla = text.get("kv_lora_rank")
     return replace(info, params_b=round(params_b, 3), reasoning=reasoning,
-                   reasoning_parser=_PARSERS.get(family) if reasoning else None)
+                   reasoning_parser=_PARSERS.get(family) if reasoning else None,
+                   layer_types=kinds, sliding_window=window,
+                   kv_lora_rank=int(mla) if mla else None,
+                   qk_rope_head_dim=int(text.get("qk_rope_head_dim") or 0) if mla else None,
+                   weight_bytes_known=known, weight_note=note)
+
+
+def _known_weights(text: dict[str, Any], cfg: dict[str, Any],
+                   on_disk: int | None) -> tuple[int | None, str]:
+    """Weight bytes per tensor kind (:mod:`hpclaunch.planning.weights`); the files' own size
+    when the config cannot be counted."""
+    vision = cfg.get("vision_config")
+    v_params = 0.0
+    if isinstance(vision, dict):
+        v_hidden = int(_first(vision, "hidden_size", "embed_dim", "width") or 0)
+        v_inter = int(_first(vision, "intermediate_size") or 4 * v_hidden)
+        v_layers = int(_first(vision, "depth", "num_hidden_layers", "layers") or 0)
+        v_params = v_layers * (4 * v_hidden * v_hidden + 2 * v_hidden * v_inter)
+    fmt = quant_format(cfg)
+    if on_disk and fmt.name != "mxfp4":  # MXFP4 experts are padded on load; the files are not
+        return on_disk, f"{on_disk / (1 << 30):.2f} GiB, the size of the weight files"
+    try:
+        return weight_bytes(text, fmt, v_params)
+    except (TypeError, ValueError):
+        return (on_disk, "size of the weight files") if on_disk else (None, "")
+
+
+def _kind(name: str) -> str:
+    name = name.lower()
+    if "sliding" in name or "local" in name:
+        return "sliding"
+    if any(k in name for k in ("linear", "mamba", "conv", "recurrent", "deltanet")):
+        return "linear"
+    return "full"
+
+
+def layer_kinds(model_type: str, text: dict[str, Any],
+                layers: int) -> tuple[tuple[str, ...], int | None]:
+    """Per-layer attention kinds and the sliding window, as vLLM reads them: ``layer_types``
+    when the config lists it; Gemma 2's alternation and Gemma 3's ``sliding_window_pattern``;
+    otherwise one window on every layer (Mistral v0.1) unless ``use_sliding_window`` is off
+    (Qwen2). ``()`` means plain full attention everywhere."""
+    window = text.get("sliding_window")
+    if "use_sliding_window" in text and not text["use_sliding_window"]:
+        window = None
+    window = int(window) if isinstance(window, (int, float)) and window > 0 else None
+    listed = text.get("layer_types")
+    if isinstance(listed, list) and len(listed) == layers:
+        kinds = tuple(_kind(str(t)) for t in listed)
+        if set(kinds) == {"full"}:
+            return (), None
+        return kinds, window if "sliding" in kinds else None
+    if window is None:
+        return (), None
+    pattern = text.get("sliding_window_pattern")
+    if model_type.startswith("gemma3") and isinstance(pattern, int) and pattern > 0:
+        return tuple("full" if (i + 1) % pattern == 0 else "sliding"
+                     for i in range(layers)), window
+    if model_type == "gemma2":
+        return tuple("sliding" if i % 2 == 0 else "full" for i in range(layers)), window
+    return ("sliding",) * layers, window
 
 
 def info_from_dir(directory: Path, model_id: str) -> ModelInfo | None:

@@ -66,6 +66,22 @@ class ModelInfo:
         of :mod:`hpclaunch.planning.kv` does not apply.
     quant_bits
         Bits per quantized weight when known (AWQ/GPTQ are usually 4, FP8 is 8).
+    layer_types
+        Attention kind of every decoder layer, ``full``, ``sliding`` or ``linear`` (a layer
+        with recurrent state and no paged KV: Mamba, linear attention). Empty means every
+        layer is ``full`` (or ``sliding`` when ``sliding_window`` is set and no list is given).
+    sliding_window
+        Tokens a ``sliding`` layer attends to.
+    kv_lora_rank, qk_rope_head_dim
+        Multi-head latent attention (DeepSeek V2/V3, Kimi K2): each layer caches one latent
+        vector of ``kv_lora_rank + qk_rope_head_dim`` values per token, shared by all heads
+        and not split by tensor parallelism.
+    weight_bytes_known
+        Bytes of the weights as vLLM loads them when worked out per tensor kind from the
+        config (quantized experts, 16-bit attention and embeddings...); see
+        :mod:`hpclaunch.planning.weights`. Overrides the ``params_b x bytes_per_param`` guess.
+    weight_note
+        How ``weight_bytes_known`` was computed, for the plan's assumptions.
     """
 
     model_id: str
@@ -83,6 +99,19 @@ class ModelInfo:
     reasoning_parser: str | None = None
     sliding_window_or_hybrid: bool = False
     quant_bits: int | None = None
+    layer_types: tuple[str, ...] = ()
+    sliding_window: int | None = None
+    kv_lora_rank: int | None = None
+    qk_rope_head_dim: int | None = None
+    weight_bytes_known: int | None = None
+    weight_note: str = ""
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The attention kind of each decoder layer (see ``layer_types``)."""
+        if self.layer_types:
+            return self.layer_types
+        return ("sliding" if self.sliding_window else "full",) * self.num_layers
 
     @property
     def bytes_per_param(self) -> float:
@@ -101,5 +130,8 @@ class ModelInfo:
 
     @property
     def weight_bytes(self) -> int:
-        """Approximate bytes of weights on the GPUs (all ranks together), see bytes_per_param."""
+        """Bytes of weights on the GPUs (all ranks together): ``weight_bytes_known`` when the
+        config gave it, else ``params_b x bytes_per_param``."""
+        if self.weight_bytes_known:
+            return self.weight_bytes_known
         return int(self.params_b * 1e9 * self.bytes_per_param)

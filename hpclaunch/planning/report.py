@@ -45,6 +45,9 @@ class CapacityReport:
     max_num_seqs: int | None = None
     max_num_seqs_default: bool = False
     block_size: int = kv.DEFAULT_BLOCK_SIZE
+    fits: bool | None = None
+    max_model_len_that_fits: int | None = None
+    kv_needed_bytes: int | None = None
     assumptions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -59,17 +62,25 @@ class CapacityReport:
 
     @property
     def recommended_max_num_seqs(self) -> int | None:
-        """The guide's rule: capacity x DP, rounded down."""
+        """The guide's rule: capacity x DP, rounded down; ``None`` (never 0) when one engine
+        cannot hold one full-length request, since vLLM does not start then."""
         cap = self.capacity
-        return None if cap is None else math.floor(cap + 1e-9)
+        if cap is None or not self.fits_one_request:
+            return None
+        return max(1, math.floor(cap + 1e-9))
 
     @property
     def per_engine_max_num_seqs(self) -> int | None:
         """vLLM applies ``--max-num-seqs`` per engine: the value that gives the guide's total."""
-        return None if self.max_concurrency is None else math.floor(self.max_concurrency + 1e-9)
+        if self.max_concurrency is None or not self.fits_one_request:
+            return None
+        return max(1, math.floor(self.max_concurrency + 1e-9))
 
     @property
     def fits_one_request(self) -> bool | None:
+        """Whether vLLM's start-up check passes (one request of max-model-len fits)."""
+        if self.fits is not None:
+            return self.fits
         return None if self.max_concurrency is None else self.max_concurrency >= 1
 
     @property
@@ -123,9 +134,16 @@ class CapacityReport:
             out.append(f"predicted vLLM:     {self.concurrency_line}  (per engine)")
             out.append(f"server capacity:    {self.capacity:.2f} full-length requests "
                        f"({self.dp} engine{'s' if self.dp != 1 else ''})")
-            out.append(f"--max-num-seqs:     {self.recommended_max_num_seqs} recommended "
-                       f"(capacity x DP, rounded down); per engine: "
-                       f"{self.per_engine_max_num_seqs}")
+            if self.fits_one_request:
+                out.append(f"--max-num-seqs:     {self.recommended_max_num_seqs} recommended "
+                           f"(capacity x DP, rounded down); per engine: "
+                           f"{self.per_engine_max_num_seqs}")
+            else:
+                out.append(f"does not fit:       vLLM would refuse to start: one request of "
+                           f"{self.max_model_len:,} tokens needs "
+                           f"{(self.kv_needed_bytes or 0) / gib:.2f} GiB of KV cache; the "
+                           f"largest --max-model-len that fits is "
+                           f"{self.max_model_len_that_fits or 0:,}")
             if self.max_num_seqs is not None:
                 origin = "vLLM default" if self.max_num_seqs_default else "configured"
                 out.append(f"                    {self.max_num_seqs} {origin}")

@@ -154,8 +154,10 @@ def test_max_model_len_auto_fits_the_cache() -> None:
     report = report_for_plan(plan_for("Qwen/Qwen3-VL-2B-Instruct", "single-gpu",
                                       **{"max-model-len": "auto"}), kv_cache_gib=3.0)
     tokens = report.kv_tokens
-    assert tokens is not None and report.max_model_len == tokens < 262_144
-    assert report.max_concurrency == pytest.approx(1.0)
+    # vLLM 0.33 auto-fits against the pool less the null block: one block below the pool.
+    assert tokens is not None and report.max_model_len == report.max_model_len_that_fits
+    assert tokens - 16 <= report.max_model_len < tokens < 262_144
+    assert report.fits and report.max_concurrency == pytest.approx(1.0, abs=1e-3)
 
 
 def test_unknown_model_reports_layout_and_what_is_missing() -> None:
@@ -166,15 +168,15 @@ def test_unknown_model_reports_layout_and_what_is_missing() -> None:
     assert any("config.json" in n for n in report.notes)
 
 
-def test_hybrid_models_are_not_given_a_wrong_estimate() -> None:
+def test_hybrid_models_whose_layer_kinds_are_unknown_get_no_estimate() -> None:
     info = model_info("Qwen/Qwen3-4B")
     assert info is not None
     from dataclasses import replace
 
-    hybrid = replace(info, sliding_window_or_hybrid=True, model_id="x/gemma-like")
-    report = capacity(hybrid, model_id="x/gemma-like", kv_cache_bytes=10 * kv.GiB)
-    assert report.max_concurrency is None
-    assert any("sliding-window or hybrid" in n for n in report.notes)
+    hybrid = replace(info, sliding_window_or_hybrid=True, model_id="x/mamba-like")
+    report = capacity(hybrid, model_id="x/mamba-like", kv_cache_bytes=10 * kv.GiB)
+    assert report.max_concurrency is None and report.fits is None
+    assert any("not modelled" in n for n in report.notes)
 
 
 def test_settings_read_aliases_and_human_numbers() -> None:
