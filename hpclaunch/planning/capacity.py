@@ -23,6 +23,7 @@ from hpclaunch.planning.kvplan import kv_numbers, layout_for
 from hpclaunch.planning.modelinfo import ModelInfo
 from hpclaunch.planning.report import CapacityReport
 from hpclaunch.planning.settings import ServeSettings, settings_from_flags
+from hpclaunch.planning.weights import weights_per_gpu as per_gpu_weights
 
 if TYPE_CHECKING:
     from hpclaunch.config import ClusterProfile
@@ -123,7 +124,7 @@ def capacity(
         return CapacityReport(**base, assumptions=assumptions, notes=notes)
 
     weights = info.weight_bytes
-    weights_per_gpu = weights // (tp * pp)
+    weights_per_gpu = per_gpu_weights(info, tp, pp)
     if info.weight_note:
         assumptions.append(f"weights by tensor kind: {info.weight_note}; split over "
                            f"TP {tp} x PP {pp}")

@@ -237,13 +237,19 @@ def info_from_config(cfg: dict[str, Any], model_id: str,
         params_b = _estimate_params(text, cfg, hidden, heads, kv_heads, head_dim, layers)
     kinds, window = layer_kinds(model_type, text, layers)
     known, note = _known_weights(text, cfg, weights_bytes)
+    experts = int(_first(text, "num_local_experts", "n_routed_experts", "num_experts") or 0)
+    padded: tuple[int, ...] = ()
+    if quant == "mxfp4" and experts:
+        moe_inter = int(_first(text, "moe_intermediate_size", "intermediate_size") or 0)
+        padded = (layers - int(text.get("first_k_dense_replace") or 0), experts, hidden,
+                  moe_inter)
     mla = text.get("kv_lora_rank")
     return replace(info, params_b=round(params_b, 3), reasoning=reasoning,
                    reasoning_parser=_PARSERS.get(family) if reasoning else None,
                    layer_types=kinds, sliding_window=window,
                    kv_lora_rank=int(mla) if mla else None,
                    qk_rope_head_dim=int(text.get("qk_rope_head_dim") or 0) if mla else None,
-                   weight_bytes_known=known, weight_note=note)
+                   weight_bytes_known=known, weight_note=note, padded_experts=padded)
 
 
 def _known_weights(text: dict[str, Any], cfg: dict[str, Any],

@@ -82,6 +82,9 @@ class ModelInfo:
         :mod:`hpclaunch.planning.weights`. Overrides the ``params_b x bytes_per_param`` guess.
     weight_note
         How ``weight_bytes_known`` was computed, for the plan's assumptions.
+    padded_experts
+        ``(moe_layers, experts, hidden, intermediate)`` of MXFP4 experts, whose matrices vLLM
+        pads per tensor-parallel shard (see :func:`hpclaunch.planning.weights.weights_per_gpu`).
     """
 
     model_id: str
@@ -105,6 +108,7 @@ class ModelInfo:
     qk_rope_head_dim: int | None = None
     weight_bytes_known: int | None = None
     weight_note: str = ""
+    padded_experts: tuple[int, ...] = ()
 
     @property
     def kinds(self) -> tuple[str, ...]:

@@ -22,9 +22,15 @@ Bytes per quantised parameter (values + scales/zeros):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["QuantFormat", "quant_format", "weight_bytes"]
+if TYPE_CHECKING:
+    from hpclaunch.planning.modelinfo import ModelInfo
+
+__all__ = ["MXFP4_BYTES", "QuantFormat", "mxfp4_expert_bytes", "quant_format", "weight_bytes",
+           "weights_per_gpu"]
+
+MXFP4_BYTES = 4.25 / 8  # 4-bit values + one 8-bit scale per 32
 
 
 def _first(mapping: dict[str, Any], *keys: str) -> Any:
@@ -64,7 +70,7 @@ def quant_format(cfg: dict[str, Any]) -> QuantFormat:
     method = str(qc.get("quant_method") or qc.get("format") or "").lower().replace("_", "-")
     algo = str(qc.get("quant_algo") or "").lower()
     if method == "mxfp4":
-        return QuantFormat("mxfp4", 4.25 / 8, experts_only=True)
+        return QuantFormat("mxfp4", MXFP4_BYTES, experts_only=True)
     if "nvfp4" in (method, algo) or method == "modelopt-fp4":
         return QuantFormat("nvfp4", 4.5 / 8)
     if method in ("fp8", "fbgemm-fp8") or algo == "fp8" or method == "modelopt":
@@ -153,3 +159,23 @@ def weight_bytes(text: dict[str, Any], fmt: QuantFormat, vision_params: float = 
                 f"({fmt.describe()}), {(embed + vision_params) / 1e9:.2f} B embeddings/"
                 f"lm_head/vision x 2 B = {total / gib:.2f} GiB")
     return int(total), note
+
+
+def mxfp4_expert_bytes(moe_layers: int, experts: int, hidden: int, inter: int, tp: int) -> int:
+    """MXFP4 expert bytes on one TP rank: vLLM's Marlin / TRT-LLM MoE kernels pad the hidden
+    size to a multiple of 256 and each rank's share of the intermediate size to 128
+    (``mxfp4_round_up_hidden_size_and_intermediate_size``)."""
+    shard = _round_up(-(-inter // tp), 128)
+    return int(moe_layers * experts * 3 * _round_up(hidden, 256) * shard * MXFP4_BYTES)
+
+
+def weights_per_gpu(info: ModelInfo, tp: int, pp: int) -> int:
+    """Weight bytes on one GPU: everything split evenly over ``tp x pp``, except padded MXFP4
+    experts, whose per-rank padding grows with TP."""
+    total = info.weight_bytes
+    if not info.padded_experts:
+        return total // (tp * pp)
+    layers, experts, hidden, inter = info.padded_experts
+    one = mxfp4_expert_bytes(layers, experts, hidden, inter, 1)
+    per_rank = mxfp4_expert_bytes(layers, experts, hidden, inter, tp)
+    return (total - one) // (tp * pp) + per_rank // pp
