@@ -23,6 +23,7 @@ from hpclaunch.planning.kvplan import kv_numbers, layout_for
 from hpclaunch.planning.modelinfo import ModelInfo
 from hpclaunch.planning.report import CapacityReport
 from hpclaunch.planning.settings import ServeSettings, settings_from_flags
+from hpclaunch.planning.weights import uses_marlin
 from hpclaunch.planning.weights import weights_per_gpu as per_gpu_weights
 
 if TYPE_CHECKING:
@@ -124,10 +125,16 @@ def capacity(
         return CapacityReport(**base, assumptions=assumptions, notes=notes)
 
     weights = info.weight_bytes
-    weights_per_gpu = per_gpu_weights(info, tp, pp)
+    weights_per_gpu = per_gpu_weights(info, tp, pp, gpu=gpu.name if gpu else None,
+                                      version=version)
     if info.weight_note:
         assumptions.append(f"weights by tensor kind: {info.weight_note}; split over "
                            f"TP {tp} x PP {pp}")
+        if info.padded_experts:
+            kernel = ("Marlin" if uses_marlin(gpu.name if gpu else None, version)
+                      else "OAI Triton")
+            assumptions.append(f"MXFP4 experts padded as vLLM {version}'s {kernel} MoE kernel "
+                               f"needs on this GPU: {weights_per_gpu / kv.GiB:.2f} GiB per GPU")
     else:
         bits = (f"{info.quantization} ({info.bytes_per_param:.3f} B/param incl. scales)"
                 if info.quantization
@@ -162,7 +169,7 @@ def capacity(
                            "engine sizes the cache by the worker with the least memory, so give "
                            "the smallest figure of all workers")
     elif gpu is not None:
-        activation = kv.activation_bytes_guess(info, mnbt)
+        activation = kv.activation_bytes_guess(info, mnbt, tp)
         non_torch = kv.DEFAULT_NON_TORCH_BYTES + (kv.GiB // 2 if tp * pp > 1 else 0)
         graphs = 0 if s.enforce_eager else kv.DEFAULT_CUDA_GRAPH_BYTES
         kv_bytes = kv.estimate_kv_cache_bytes(gpu, gmu, weights_per_gpu, activation,

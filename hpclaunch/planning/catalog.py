@@ -56,6 +56,9 @@ def _catalog() -> _Catalog:
     for entry in raw["models"]:
         fields = dict(entry)
         aliases = fields.pop("aliases", [])
+        for key in ("layer_types", "padded_experts"):
+            if key in fields:  # JSON has lists; the record is hashable and frozen
+                fields[key] = tuple(fields[key])
         info = ModelInfo(**fields)
         models.append(info)
         tail = info.model_id.rsplit("/", 1)[-1]

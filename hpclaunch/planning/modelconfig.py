@@ -156,6 +156,8 @@ def _family(model_type: str, model_id: str) -> str:
 
 def _is_reasoning(family: str, model_id: str) -> bool:
     name = model_id.rsplit("/", 1)[-1].lower()
+    if family == "gpt_oss":  # always reasons (harmony analysis channel)
+        return True
     if "thinking" in name or family == "deepseek_r1_distill" or "qwq" in name:
         return True
     if "-r1" in name and family in ("deepseek_v3", "qwen2", "llama"):
@@ -249,7 +251,11 @@ def info_from_config(cfg: dict[str, Any], model_id: str,
                    layer_types=kinds, sliding_window=window,
                    kv_lora_rank=int(mla) if mla else None,
                    qk_rope_head_dim=int(text.get("qk_rope_head_dim") or 0) if mla else None,
-                   weight_bytes_known=known, weight_note=note, padded_experts=padded)
+                   weight_bytes_known=known, weight_note=note, padded_experts=padded,
+                   experts_per_token=int(_first(text, "num_experts_per_tok", "experts_per_token")
+                                         or 0) if experts else 0,
+                   moe_intermediate_size=int(_first(text, "moe_intermediate_size",
+                                                    "intermediate_size") or 0) if experts else 0)
 
 
 def _known_weights(text: dict[str, Any], cfg: dict[str, Any],

@@ -85,6 +85,9 @@ class ModelInfo:
     padded_experts
         ``(moe_layers, experts, hidden, intermediate)`` of MXFP4 experts, whose matrices vLLM
         pads per tensor-parallel shard (see :func:`hpclaunch.planning.weights.weights_per_gpu`).
+    experts_per_token, moe_intermediate_size
+        Routed experts per token and their intermediate size (0 for dense models): the MoE
+        kernels' buffers in vLLM's profile run grow with them.
     """
 
     model_id: str
@@ -109,6 +112,8 @@ class ModelInfo:
     weight_bytes_known: int | None = None
     weight_note: str = ""
     padded_experts: tuple[int, ...] = ()
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
 
     @property
     def kinds(self) -> tuple[str, ...]:

@@ -347,11 +347,15 @@ def notes(ctx: Context) -> list[Problem]:
                            "memory checks skipped; download it once or pass a local path"))
     if ctx.hardware and ctx.gpu is None and ctx.info is not None:
         out.append(Problem(NOTE, "gpu-memory", f"memory checks skipped: {ctx.gpu_note}"))
+    moe = ctx.info is not None and ctx.info.experts_per_token
+    if ctx.hardware and moe and ctx.report.kv_cache_source == "estimated":
+        out.append(Problem(NOTE, "kv-estimate", f"{ctx.name} is a mixture of experts: real "
+                           "MoE logs had 4-6.5 GiB less KV memory than estimated (docs/"
+                           "planner-accuracy.md); re-plan with the logged --kv-cache-gib"))
     if ctx.hardware and ctx.info is not None and ctx.report.kv_bytes_per_token is None:
         why = "; ".join(ctx.report.notes) or "its KV layout is not modelled"
-        out.append(Problem(NOTE, "kv-estimate",
-                           f"KV capacity checks skipped for {ctx.name}: {why}; read vLLM's "
-                           "printed KV cache size"))
+        out.append(Problem(NOTE, "kv-estimate", f"KV capacity checks skipped for {ctx.name}: "
+                           f"{why}; read vLLM's printed KV cache size"))
     return out
 
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hpclaunch.planning.modelinfo import ModelInfo
 
-__all__ = ["MXFP4_BYTES", "QuantFormat", "mxfp4_expert_bytes", "quant_format", "weight_bytes",
-           "weights_per_gpu"]
+__all__ = ["MXFP4_BYTES", "QuantFormat", "mxfp4_expert_bytes", "quant_format", "uses_marlin",
+           "weight_bytes", "weights_per_gpu"]
 
 MXFP4_BYTES = 4.25 / 8  # 4-bit values + one 8-bit scale per 32
 
@@ -161,21 +161,41 @@ def weight_bytes(text: dict[str, Any], fmt: QuantFormat, vision_params: float = 
     return int(total), note
 
 
-def mxfp4_expert_bytes(moe_layers: int, experts: int, hidden: int, inter: int, tp: int) -> int:
-    """MXFP4 expert bytes on one TP rank: vLLM's Marlin / TRT-LLM MoE kernels pad the hidden
-    size to a multiple of 256 and each rank's share of the intermediate size to 128
-    (``mxfp4_round_up_hidden_size_and_intermediate_size``)."""
-    shard = _round_up(-(-inter // tp), 128)
-    return int(moe_layers * experts * 3 * _round_up(hidden, 256) * shard * MXFP4_BYTES)
+def mxfp4_expert_bytes(moe_layers: int, experts: int, hidden: int, inter: int, tp: int,
+                       marlin: bool = True) -> int:
+    """MXFP4 expert bytes on one TP rank, padded as vLLM's MoE kernel needs
+    (``mxfp4_round_up_hidden_size_and_intermediate_size``): Marlin and TRT-LLM round the
+    hidden size up to 256 and each rank's intermediate share to 128; the OAI Triton kernels
+    only round the intermediate share to 64."""
+    shard = -(-inter // tp)
+    if marlin:
+        hidden, shard = _round_up(hidden, 256), _round_up(shard, 128)
+    else:
+        shard = _round_up(shard, 64)
+    return int(moe_layers * experts * 3 * hidden * shard * MXFP4_BYTES)
 
 
-def weights_per_gpu(info: ModelInfo, tp: int, pp: int) -> int:
+def uses_marlin(gpu: str | None, version: str) -> bool:
+    """Whether vLLM runs MXFP4 experts on Marlin: 0.33 picks the OAI Triton kernels on Hopper
+    (H100/H200) and TRT-LLM on Blackwell (same padding as Marlin); the 0.10-0.12 logs this
+    was checked on used Marlin on Hopper too. Unknown GPUs are charged Marlin's padding,
+    the larger one."""
+    try:
+        minor = int(version.split(".")[1])
+    except (IndexError, ValueError):
+        minor = 33
+    return not (minor >= 33 and gpu is not None and gpu.startswith(("H100", "H200")))
+
+
+def weights_per_gpu(info: ModelInfo, tp: int, pp: int, *, gpu: str | None = None,
+                    version: str = "0.33.0") -> int:
     """Weight bytes on one GPU: everything split evenly over ``tp x pp``, except padded MXFP4
-    experts, whose per-rank padding grows with TP."""
+    experts, whose per-rank padding depends on TP and on the kernel (:func:`uses_marlin`)."""
     total = info.weight_bytes
     if not info.padded_experts:
         return total // (tp * pp)
     layers, experts, hidden, inter = info.padded_experts
     one = mxfp4_expert_bytes(layers, experts, hidden, inter, 1)
-    per_rank = mxfp4_expert_bytes(layers, experts, hidden, inter, tp)
+    per_rank = mxfp4_expert_bytes(layers, experts, hidden, inter, tp,
+                                  marlin=uses_marlin(gpu, version))
     return (total - one) // (tp * pp) + per_rank // pp
