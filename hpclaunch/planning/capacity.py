@@ -166,8 +166,9 @@ def capacity(
         base["kv_cache_source"] = "reported by vLLM"
         assumptions.append(f"KV cache memory per GPU: {kv_cache_bytes / kv.GiB:.2f} GiB as "
                            "vLLM reported it ('Available KV cache memory'); with TP or PP the "
-                           "engine sizes the cache by the worker with the least memory, so give "
-                           "the smallest figure of all workers")
+                           "engine sizes the cache by the worker with the least memory, and the "
+                           "printed line is the first worker's: expect up to ~1.2 % fewer "
+                           "tokens (the smallest figure of all workers is exact)")
     elif gpu is not None:
         activation = kv.activation_bytes_guess(info, mnbt, tp)
         non_torch = kv.DEFAULT_NON_TORCH_BYTES + (kv.GiB // 2 if tp * pp > 1 else 0)
