@@ -218,11 +218,11 @@ def _check_with_planner(info: ModelInfo, preset_name: str, sets: dict[str, Any],
                        f"{usable / kv.GiB:.1f} GiB vLLM may use"
                        + (f": moving up to {nxt}" if nxt else ""))
         return nxt
-    rec = report.recommended_max_num_seqs
-    if report.concurrency_line is None or rec is None:
+    if report.concurrency_line is None:
         return None
-    if rec < 1:
-        fits = (report.kv_tokens or 0) // 1024 * 1024
+    rec = report.recommended_max_num_seqs
+    if rec is None or rec < 1:  # vLLM's start-up check fails: its longest length, rounded
+        fits = (report.max_model_len_that_fits or 0) // 1024 * 1024
         reasons.append(f"on {gpu.name} (estimated) one request of {report.max_model_len:,} "
                        "tokens does not fit the KV cache"
                        + (f": --set max-model-len={fits}" if fits else
