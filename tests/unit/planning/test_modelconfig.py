@@ -152,3 +152,43 @@ def test_the_catalog_wins_over_the_cache_and_unknown_names_give_none(
     info = model_info("Qwen/Qwen3-8B")
     assert info is not None and info.num_layers == 36
     assert model_info("no-such-alias") is None
+
+
+# ----------------------------------------------------------------- layer kinds (real configs)
+
+PLANNER_CONFIGS = Path(__file__).resolve().parents[2] / "data" / "planner" / "configs"
+
+
+def _real(name: str) -> dict[str, object]:
+    cfg: dict[str, object] = json.loads((PLANNER_CONFIGS / f"{name}.json").read_text())
+    return cfg
+
+
+@pytest.mark.parametrize(("name", "sliding", "full", "window"), [
+    ("gemma-3-1b-it", 22, 4, 512),      # sliding_window_pattern 6: every 6th layer is full
+    ("gemma-2-9b", 21, 21, 4096),       # Gemma 2 alternates, starting with sliding
+    ("mistral-7b-v0.1", 32, 0, 4096),   # one window on every layer
+    ("gpt-oss-120b", 18, 18, 128),      # layer_types listed
+    ("qwen2.5-7b", 0, 28, None),        # sliding_window set but use_sliding_window false
+    ("qwen3-8b", 0, 36, None),
+])
+def test_layer_kinds_are_read_as_vllm_reads_them(name: str, sliding: int, full: int,
+                                                 window: int | None) -> None:
+    from hpclaunch.planning.modelconfig import info_from_config
+
+    info = info_from_config(_real(name), name)
+    assert info.kinds.count("sliding") == sliding and info.kinds.count("full") == full
+    assert info.sliding_window == window
+
+
+def test_gemma3_groups_pad_the_sliding_layers_like_vllm() -> None:
+    # 22 sliding + 4 full: groups of 4 layers; 22 sliding layers fill 6 groups with 2
+    # padding layers (vLLM logs "Add 2 padding layers"), the 4 full layers one group.
+    from hpclaunch.planning.kvspec import kv_layout
+    from hpclaunch.planning.modelconfig import info_from_config
+
+    info = info_from_config(_real("gemma-3-1b-it"), "google/gemma-3-1b-it")
+    layout = kv_layout(info, tp=1, pp=1, dtype_bytes=2, block_size=16)
+    assert len(layout.groups) == 7 and layout.padded_layers == 2
+    assert {len(g.layers) for g in layout.groups} == {4, 3}
+    assert layout.page_bytes == 16 * 1 * 2 * 256 * 2  # one KV head of 256, K and V, bf16
