@@ -34,6 +34,11 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
     if info.sliding_window_or_hybrid and not info.layer_types and not info.sliding_window:
         return None, (f"{info.model_id} mixes attention with layers whose kind the config does "
                       "not list (layer_types); its KV cache is not modelled"), []
+    if "linear" in info.kinds:
+        # vLLM pads Mamba / linear-attention state pages to the attention page and draws
+        # them from the same pool; that sizing is not modelled, so no number is better.
+        return None, (f"{info.model_id} has recurrent (Mamba / linear-attention) layers whose "
+                      "state shares vLLM's KV pool; its KV cache is not modelled"), []
     try:
         dtype_bytes = kv.kv_dtype_bytes(info, kv_cache_dtype)
         layout = kv_layout(info, tp=tp, pp=pp, dtype_bytes=dtype_bytes, block_size=block_size)
@@ -55,8 +60,6 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
     sizes = sorted({len(g.layers) for g in layout.groups})
     steps.append(
         "layers by KV kind: " + ", ".join(f"{n} {k}" for k, n in counts.items())
-        + (f", {layout.recurrent_layers} recurrent (fixed state, no paged KV)"
-           if layout.recurrent_layers else "")
         + f"; {len(layout.groups)} KV group(s) of {'/'.join(map(str, sizes))} layers"
         + (f" ({layout.padded_layers} padding layers)" if layout.padded_layers else "")
         + (f"; sliding window {layout.window} tokens" if "sliding" in counts else ""))

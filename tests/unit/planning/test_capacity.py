@@ -194,3 +194,16 @@ def test_lines_show_every_figure_the_issue_asks_for() -> None:
                    "Maximum concurrency for 40,960 tokens per request: 8.49x",
                    "33 recommended", "assumptions:"):
         assert needle in text
+
+
+def test_recurrent_layers_are_refused_not_guessed() -> None:
+    info = model_info("Qwen/Qwen3-4B")
+    assert info is not None
+    from dataclasses import replace
+
+    kinds = tuple("full" if i % 4 == 3 else "linear" for i in range(info.num_layers))
+    hybrid = replace(info, layer_types=kinds, sliding_window_or_hybrid=True,
+                     model_id="x/qwen3-next-like")
+    report = capacity(hybrid, model_id="x/qwen3-next-like", kv_cache_bytes=10 * kv.GiB)
+    assert report.kv_tokens is None and report.fits is None
+    assert any("recurrent" in n and "not modelled" in n for n in report.notes)
