@@ -146,7 +146,8 @@ class CapacityReport:
                            f"{self.max_model_len_that_fits or 0:,}")
             if self.max_num_seqs is not None:
                 origin = "vLLM default" if self.max_num_seqs_default else "configured"
-                out.append(f"                    {self.max_num_seqs} {origin}")
+                label = " " * 20 if self.fits_one_request else "--max-num-seqs:     "
+                out.append(f"{label}{self.max_num_seqs} {origin}")
         if self.assumptions:
             out.append("assumptions:")
             out += [f"  - {a}" for a in self.assumptions]
