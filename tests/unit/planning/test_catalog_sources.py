@@ -26,6 +26,8 @@ SOURCES: dict[str, list[str]] = {
     "qwen2.5-7b": ["Qwen/Qwen2.5-7B-Instruct"],
     "llama-3.1-8b": ["meta-llama/Llama-3.1-8B-Instruct",
                      "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"],
+    "llama-3.1-70b": ["meta-llama/Llama-3.1-70B-Instruct",
+                      "deepseek-ai/DeepSeek-R1-Distill-Llama-70B"],
     "llama-3.2-1b": ["meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-1B-Instruct"],
     "llama-3.2-3b": ["meta-llama/Llama-3.2-3B", "meta-llama/Llama-3.2-3B-Instruct"],
     "mistral-7b-v0.3": ["mistralai/Mistral-7B-Instruct-v0.3"],
@@ -37,7 +39,8 @@ FIELDS = ("num_layers", "num_attention_heads", "num_kv_heads", "head_dim", "torc
 # Fine-tunes may set their own context: the R1 distill's config says 131072 like its base,
 # but Qwen2.5-7B-Instruct's says 32768 where the base Qwen2.5-7B says 131072. Compared for
 # the models whose own config is stored only.
-CONTEXT_FROM_BASE = {"deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "Qwen/Qwen2.5-7B-Instruct"}
+CONTEXT_FROM_BASE = {"deepseek-ai/DeepSeek-R1-Distill-Llama-8B",
+                     "deepseek-ai/DeepSeek-R1-Distill-Llama-70B", "Qwen/Qwen2.5-7B-Instruct"}
 
 
 def stored(name: str) -> ModelInfo:
