@@ -100,9 +100,19 @@ def plan_command(model: str, preset: str, gpu: str | None, cluster: str | None,
         data = report.to_dict()
         data["vllm_flags"] = list(plan.vllm_flags)
         click.echo(json.dumps(data, indent=2))
-        return
-    for line in report.lines():
-        click.echo(line)
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if report.fits is False:
+        # vLLM refuses to start here; say so with the length its own check would accept.
+        longest = report.max_model_len_that_fits or 0
+        hint = f"use --max-model-len {longest} or less, " if longest else ""
+        raise UserError(
+            f"{plan.model_id} does not fit: one request of {report.max_model_len:,} tokens "
+            f"needs {(report.kv_needed_bytes or 0) / (1 << 30):.2f} GiB of KV cache per GPU, "
+            f"{(report.kv_cache_bytes or 0) / (1 << 30):.2f} GiB is there "
+            f"({report.kv_cache_source}); {hint}more tensor parallelism, or a higher "
+            "gpu-memory-utilization")
 
 
 @cli.command("check", epilog=_CHECK_EPILOG)
@@ -225,7 +235,7 @@ def presets_show(name: str, model: str | None) -> None:
     click.echo(Path(p.source).read_text().rstrip())
     flags = dict(p.vllm)
     if model:
-        from hpclaunch.planning.models import resolve_model_id
+        from hpclaunch.planning.catalog import resolve_model_id
 
         flags = resolve_model_values(flags, resolve_model_id(model), p.name)
     click.echo(f"\n# vLLM flags{f' for {model}' if model else ''}: "

@@ -68,7 +68,7 @@ def _print_stats(stats: Any) -> None:
 
 
 def _advice(rec: Any, report: Any) -> list[Any]:
-    from hpclaunch.planning.models import model_info
+    from hpclaunch.planning.catalog import model_info
     from hpclaunch.vllm.advice import advise
 
     if report is None:

@@ -62,8 +62,11 @@ def startup_facts(report: LogReport | None) -> dict[str, Any]:
     if report is None:
         return {}
     f = report.startup
+    # V0 (and early V1) print "# GPU blocks: N" instead of a token count; at the default
+    # block size of 16 that is N x 16 tokens, what newer versions print as "GPU KV cache size".
+    tokens = f.kv_cache_tokens or [blocks * 16 for blocks in f.gpu_blocks]
     facts: dict[str, Any] = {
-        "kv_cache_tokens_per_engine": f.kv_cache_tokens or None,
+        "kv_cache_tokens_per_engine": tokens or None,
         "max_concurrency_per_engine": f.max_concurrency or None,
         "max_concurrency_for_tokens": f.for_tokens,
         "kv_cache_gib": f.kv_cache_gib or None,

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from hpclaunch.errors import UserError
-from hpclaunch.planning.models import ModelInfo
+from hpclaunch.planning.modelinfo import ModelInfo
 
 __all__ = [
     "DEFAULT_ACTIVATION_BYTES",
@@ -188,7 +188,8 @@ def max_concurrency(tokens: int, max_model_len: int,
     return (tokens // block_size) / blocks_per_request
 
 
-def activation_bytes_guess(info: ModelInfo | None, max_num_batched_tokens: int = 8192) -> int:
+def activation_bytes_guess(info: ModelInfo | None, max_num_batched_tokens: int = 8192,
+                           tp: int = 1) -> int:
     """Rough peak activation memory of vLLM's profile run, for :func:`estimate_kv_cache_bytes`.
 
     A forward pass over ``max_num_batched_tokens`` holds about 24 bytes per token per unit of
@@ -196,6 +197,10 @@ def activation_bytes_guess(info: ModelInfo | None, max_num_batched_tokens: int =
     plus ~0.25 GiB for the sampler's logits. That gives ~1.2 GiB for an 8B model at 8192
     tokens, what vLLM reports. Vision models also profile their encoder with the largest
     image batch: ~2 GiB more for Qwen3-VL-2B, which is what its 37.15 GiB data point implies.
+    MoE models add the fused-MoE kernels' three intermediate buffers, one row per routed
+    (token, expert) pair: ``tokens x experts_per_token x (3 x intermediate / TP + hidden)``
+    in 16 bit. Real MoE logs still show 5-6.5 GiB more than this (see
+    docs/planner-accuracy.md), so estimates for MoE models are optimistic.
     """
     if info is None:
         return DEFAULT_ACTIVATION_BYTES
@@ -203,6 +208,9 @@ def activation_bytes_guess(info: ModelInfo | None, max_num_batched_tokens: int =
     total = max_num_batched_tokens * hidden * 24 + GiB // 4
     if info.vision:
         total += 2 * GiB
+    if info.experts_per_token and info.moe_intermediate_size:
+        per_pair = 3 * -(-info.moe_intermediate_size // tp) + hidden
+        total += max_num_batched_tokens * info.experts_per_token * per_pair * 2
     return int(total)
 
 

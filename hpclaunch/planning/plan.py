@@ -192,7 +192,7 @@ def build(
     results_dir: str = "",
 ) -> Plan:
     """Resolve everything a job needs; raises :class:`UserError` on bad input."""
-    from hpclaunch.planning.models import resolve_model_id
+    from hpclaunch.planning.catalog import resolve_model_id
     from hpclaunch.registry import check_name
 
     model_id = resolve_model_id(model)

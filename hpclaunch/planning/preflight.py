@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hpclaunch.planning.capacity import CapacityReport, ServeSettings
     from hpclaunch.planning.kv import GPU
-    from hpclaunch.planning.models import ModelInfo
+    from hpclaunch.planning.modelinfo import ModelInfo
     from hpclaunch.planning.plan import Plan
+    from hpclaunch.planning.report import CapacityReport
+    from hpclaunch.planning.settings import ServeSettings
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
@@ -260,17 +261,20 @@ def check_kv_fit(ctx: Context) -> list[Problem]:
                         f"{ctx.name}'s weights and activations (estimated): use more tensor "
                         "parallelism (--set tp=), a quantized checkpoint, or raise "
                         "--set gpu-memory-utilization=")]
-    if r.max_concurrency >= 1:
+    if r.fits_one_request:
         return []
     mml = r.max_model_len or 0
-    need = (r.kv_bytes_per_token or 0) * mml
-    fits = (r.kv_tokens // 1024) * 1024 or r.kv_tokens
+    need = r.kv_needed_bytes or (r.kv_bytes_per_token or 0) * mml
+    # The length vLLM's own check would accept (its binary search), rounded down to 1K when
+    # that still leaves something, so the suggestion is a round number that also fits.
+    longest = r.max_model_len_that_fits or 0
+    longest = (longest // 1024) * 1024 or longest
+    hint = f"use --set max-model-len={longest}, " if longest else ""
     return [Problem(ERROR, "kv-fit",
                     f"one request of {mml:,} tokens needs {need / gib:.2f} GiB of KV cache per "
                     f"GPU but only ~{r.kv_cache_bytes / gib:.2f} GiB is left on one {ctx.gpu.name} "
-                    f"({r.kv_cache_source}); vLLM would stop at start: use --set "
-                    f"max-model-len={fits}, more tensor parallelism, or a higher "
-                    "gpu-memory-utilization")]
+                    f"({r.kv_cache_source}); vLLM would stop at start: {hint}more tensor "
+                    "parallelism, or a higher gpu-memory-utilization")]
 
 
 def check_max_num_seqs(ctx: Context) -> list[Problem]:
@@ -339,10 +343,15 @@ def notes(ctx: Context) -> list[Problem]:
                            "memory checks skipped; download it once or pass a local path"))
     if ctx.hardware and ctx.gpu is None and ctx.info is not None:
         out.append(Problem(NOTE, "gpu-memory", f"memory checks skipped: {ctx.gpu_note}"))
-    if ctx.hardware and ctx.info is not None and ctx.info.sliding_window_or_hybrid:
-        out.append(Problem(NOTE, "kv-estimate",
-                           f"{ctx.name} has sliding-window or hybrid layers: KV capacity "
-                           "checks skipped; read vLLM's printed KV cache size"))
+    moe = ctx.info is not None and ctx.info.experts_per_token
+    if ctx.hardware and moe and ctx.report.kv_cache_source == "estimated":
+        out.append(Problem(NOTE, "kv-estimate", f"{ctx.name} is a mixture of experts: real "
+                           "MoE logs had 4-6.5 GiB less KV memory than estimated (docs/"
+                           "planner-accuracy.md); re-plan with the logged --kv-cache-gib"))
+    if ctx.hardware and ctx.info is not None and ctx.report.kv_bytes_per_token is None:
+        why = "; ".join(ctx.report.notes) or "its KV layout is not modelled"
+        out.append(Problem(NOTE, "kv-estimate", f"KV capacity checks skipped for {ctx.name}: "
+                           f"{why}; read vLLM's printed KV cache size"))
     return out
 
 
@@ -356,9 +365,10 @@ RULES: list[Rule] = [
 def context(plan: Plan, *, gpu: str | None = None) -> Context:
     """Model facts, flag settings, GPU and capacity for ``plan``, computed once."""
     from hpclaunch.errors import UserError
-    from hpclaunch.planning.capacity import profile_gpu, report_for_plan, settings_from_flags
-    from hpclaunch.planning.models import model_info
+    from hpclaunch.planning.capacity import profile_gpu, report_for_plan
+    from hpclaunch.planning.catalog import model_info
     from hpclaunch.planning.presets import load_preset
+    from hpclaunch.planning.settings import settings_from_flags
 
     info = model_info(plan.model_id)
     the_gpu, why = profile_gpu(plan.cluster, gpu)

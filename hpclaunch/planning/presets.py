@@ -154,7 +154,7 @@ def resolve_model_values(flags: dict[str, Any], model_id: str, preset: str) -> d
 
 
 def _reasoning_parser(model_id: str, preset: str) -> str:
-    from hpclaunch.planning.models import model_info
+    from hpclaunch.planning.catalog import model_info
 
     info = model_info(model_id)
     fix = "pass --set reasoning-parser=NAME (qwen3, deepseek_r1, ...)"
@@ -178,7 +178,7 @@ def draft_model_for(model_id: str) -> str | None:
     Qwen or Llama), text-only, unquantized, at most a quarter of the target's parameters;
     the smallest such model, an instruct/chat build when the target is one.
     """
-    from hpclaunch.planning.models import catalog_names, model_info
+    from hpclaunch.planning.catalog import catalog_names, model_info
 
     target = model_info(model_id)
     if target is None or target.vision:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpclaunch.errors import UserError
-from hpclaunch.planning.models import ModelInfo
+from hpclaunch.planning.modelinfo import ModelInfo
 
 __all__ = ["GOALS", "Suggestion", "suggest"]
 
@@ -183,10 +183,11 @@ def _check_with_planner(info: ModelInfo, preset_name: str, sets: dict[str, Any],
     """Weights fit? Else the next size class. Sets max-num-seqs to the guide's rule when the
     preset's is far above capacity. Returns a replacement preset, or None."""
     from hpclaunch.planning import kv
-    from hpclaunch.planning.capacity import capacity, settings_from_flags
+    from hpclaunch.planning.capacity import capacity
     from hpclaunch.planning.plan import render_flags
     from hpclaunch.planning.preflight import FLASHINFER_MIN_SEQS, MAX_NUM_SEQS_FACTOR
     from hpclaunch.planning.presets import load_preset, resolve_model_values
+    from hpclaunch.planning.settings import settings_from_flags
     from hpclaunch.vllm.flags import serve_defaults
 
     gpu = kv.gpu_named(gpu_name)
@@ -217,11 +218,11 @@ def _check_with_planner(info: ModelInfo, preset_name: str, sets: dict[str, Any],
                        f"{usable / kv.GiB:.1f} GiB vLLM may use"
                        + (f": moving up to {nxt}" if nxt else ""))
         return nxt
-    rec = report.recommended_max_num_seqs
-    if report.concurrency_line is None or rec is None:
+    if report.concurrency_line is None:
         return None
-    if rec < 1:
-        fits = (report.kv_tokens or 0) // 1024 * 1024
+    rec = report.recommended_max_num_seqs
+    if rec is None or rec < 1:  # vLLM's start-up check fails: its longest length, rounded
+        fits = (report.max_model_len_that_fits or 0) // 1024 * 1024
         reasons.append(f"on {gpu.name} (estimated) one request of {report.max_model_len:,} "
                        "tokens does not fit the KV cache"
                        + (f": --set max-model-len={fits}" if fits else
@@ -263,7 +264,7 @@ def suggest(model: str, *, gpus_per_node: int | None = None, gpu: str | None = N
     goal
         ``throughput`` (batch evals), ``balanced`` or ``latency`` (interactive).
     """
-    from hpclaunch.planning.models import model_info, resolve_model_id
+    from hpclaunch.planning.catalog import model_info, resolve_model_id
 
     if goal not in GOALS:
         raise UserError(f"--goal must be one of {', '.join(GOALS)}, not {goal!r}")

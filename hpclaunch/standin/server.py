@@ -58,7 +58,8 @@ from typing import Any, TextIO
 
 from hpclaunch.errors import UserError
 from hpclaunch.planning import kv
-from hpclaunch.planning.models import ModelInfo, model_info
+from hpclaunch.planning.catalog import model_info
+from hpclaunch.planning.modelinfo import ModelInfo
 from hpclaunch.vllm.flags import (
     build_serve_parser,
     human_readable_int,

@@ -144,6 +144,17 @@ def _capacity(
         "total_capacity": total,
         "max_num_seqs_per_engine": per_engine_seqs,
     }
+    if per_engine < 1:
+        # vLLM refuses to start (or, in old versions, preempts forever) when one full-length
+        # request does not fit; recommending --max-num-seqs 0 would be nonsense.
+        numbers["max_num_seqs_per_engine"] = 1
+        longest = math.floor(per_engine * length)
+        return [Advice(
+            "warn",
+            f"the KV cache holds only {per_engine:.2f} of one request of {length:,} tokens: "
+            f"a full-length request cannot be served; use --max-model-len {longest} or less, "
+            "more tensor parallelism, or a higher --gpu-memory-utilization",
+            {**numbers, "max_model_len_that_fits": longest}, "kv_below_one_request")]
     if engines > 1:
         message = (
             f"the KV cache holds {per_engine:.2f} requests of {length:,} tokens per engine x "

@@ -172,3 +172,30 @@ def test_data_parallel_preset_keeps_per_engine_stats_in_the_log(hpc: HPC) -> Non
         assert "disabling stats logging" not in log
     finally:
         hpc("stop", "dp")
+
+
+def test_plan_below_one_request_exits_non_zero_with_the_longest_length_that_fits(
+        hpc: HPC) -> None:
+    # vllm-project/vllm#10517's V0 run: 2.89 GiB of KV cache cannot hold 29,000 tokens of
+    # Llama-3.1-8B; vLLM stopped and named 23,648. The planner says the same and exits 1.
+    args = ("plan", "meta-llama/Llama-3.1-8B-Instruct", "--preset", "single-gpu",
+            "--max-model-len", "29000", "--kv-cache-gib", "2.89")
+    text = hpc(*args, ok=False)
+    assert text.returncode == 1 and "does not fit" in text.stdout
+    assert "--max-num-seqs:     0" not in text.stdout
+    line = one_line_error(text)
+    assert "--max-model-len 236" in line and "does not fit" in line
+    data = hpc(*args, "--json", ok=False).json()
+    assert data["fits"] is False  # type: ignore[index]
+    assert 23_500 < data["max_model_len_that_fits"] < 23_700  # type: ignore[index]
+    assert data["recommended_max_num_seqs"] is None  # type: ignore[index]
+    assert data["max_concurrency"] == pytest.approx(0.82, abs=0.01)  # type: ignore[index]
+
+
+def test_plan_json_keeps_its_fields_and_says_it_fits(hpc: HPC) -> None:
+    data = hpc("plan", "Qwen3-8B", "--preset", "single-gpu", "--gpu", "H100-80GB",
+               "--json").json()
+    assert data["fits"] is True and data["max_model_len_that_fits"] == 40960  # type: ignore[index]
+    for key in ("kv_tokens", "max_concurrency", "recommended_max_num_seqs", "assumptions",
+                "weights_per_gpu_bytes", "kv_bytes_per_token", "concurrency_line"):
+        assert key in data  # type: ignore[operator]

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from hpclaunch.planning import kv
-from hpclaunch.planning.models import model_info
+from hpclaunch.planning.catalog import model_info
 
 READY = "Application startup complete."
 # vLLM 0.33's logger prefix; uvicorn and traceback lines carry only the process part.

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from hpclaunch.errors import UserError
+from hpclaunch.planning.catalog import model_info
 from hpclaunch.planning.kv import (
     GPUS,
     GiB,
@@ -17,7 +18,7 @@ from hpclaunch.planning.kv import (
     kv_tokens,
     max_concurrency,
 )
-from hpclaunch.planning.models import ModelInfo, model_info
+from hpclaunch.planning.modelinfo import ModelInfo
 
 
 def _info(name: str) -> ModelInfo:

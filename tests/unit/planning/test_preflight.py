@@ -192,3 +192,19 @@ def test_long_context_override_is_a_warning() -> None:
                     env={"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}).run()
     hit = [p for p in problems if p.check == "max-model-len"]
     assert [p.level for p in hit] == [WARNING] and "rope scaling" in hit[0].message
+
+
+def test_gpt_oss_120b_passes_on_one_h100_now_that_mxfp4_is_counted() -> None:
+    # Charged 2 B/param it "needed ~217 GiB"; vLLM loads it in ~61-66 GiB (MXFP4 experts,
+    # bf16 attention and embeddings), which leaves room for its KV cache.
+    problems = Case("openai/gpt-oss-120b", sets={"max-num-seqs": 1}).run()
+    assert not [p for p in problems if p.level == ERROR], problems
+    assert any(p.check == "kv-estimate" and "mixture of experts" in p.message
+               for p in problems)
+
+
+def test_a_context_below_one_request_is_refused_with_vllms_longest_length() -> None:
+    problems = Case("Qwen3-8B", sets={"max-model-len": 40960}, gpu="RTX4090").run()
+    [kv_fit] = [p for p in problems if p.check == "kv-fit"]
+    assert kv_fit.level == ERROR and "max-model-len=" in kv_fit.message
+    assert "max-model-len=0" not in kv_fit.message

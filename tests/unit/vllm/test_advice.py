@@ -122,6 +122,16 @@ def test_capacity_follows_the_guide_rule_8_49_times_4_engines() -> None:
     assert "8.49" in a.message and "33" in a.message and "40,960" in a.message
 
 
+def test_a_cache_below_one_request_never_recommends_zero_sequences() -> None:
+    # The real V0 line of vllm-project/vllm#10517: 0.82x of a 29,000-token request.
+    r = report_from(concurrency_line(0, 0.82, tokens="29,000"))
+    got = by_code(advise(r, max_num_seqs=None, dp=1, tp=1, params_b=8.0))
+    a = got["kv_below_one_request"]
+    assert "capacity" not in got and "--max-num-seqs 0" not in a.message
+    assert a.level == "warn" and a.numbers["max_model_len_that_fits"] == 23780
+    assert "--max-model-len 23780" in a.message
+
+
 def test_max_num_seqs_far_above_capacity_warns_with_the_numbers() -> None:
     # The guide's "If you set 96, you'd be 3x over capacity", before any stats exist.
     r = report_from(concurrency_line(0, 8.49))

@@ -1,59 +1,24 @@
-"""Model facts without the network: layers, KV heads, dtype, context length, reasoning parser.
+"""Model facts from a Hugging Face ``config.json``: a local directory or the HF cache.
 
-The planner needs a handful of numbers from a model's ``config.json`` to size the KV cache,
-pick a reasoning parser and refuse impossible layouts before anything is queued. Login
-nodes often have no internet, so the facts come from three offline places, in order:
-
-1. the bundled catalog (``hpclaunch/planning/data/model_catalog.json``), which also defines short
-   aliases such as ``Qwen3-VL-2B``;
-2. a local model directory that holds a ``config.json``;
-3. the Hugging Face cache, ``$HF_HUB_CACHE`` or ``$HF_HOME/hub`` (``~/.cache/huggingface/hub``),
-   where ``models--org--name/snapshots/<rev>/config.json`` lives after any earlier download.
-
-Nothing here downloads: an id that is in none of them gives ``None`` and the caller decides.
+Login nodes often have no internet, so this reads only what is already on disk: a model
+directory that holds a ``config.json``, or the Hugging Face cache, ``$HF_HUB_CACHE`` or
+``$HF_HOME/hub`` (``~/.cache/huggingface/hub``), where
+``models--org--name/snapshots/<rev>/config.json`` lives after any earlier download.
+Nothing here downloads.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-from dataclasses import dataclass, replace
-from functools import lru_cache
-from importlib import resources
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hpclaunch.errors import UserError
-from hpclaunch.validate import units
+from hpclaunch.planning.modelinfo import ModelInfo
+from hpclaunch.planning.weights import quant_format, weight_bytes
 
-__all__ = [
-    "ModelInfo",
-    "catalog_names",
-    "hf_hub_cache",
-    "info_from_config",
-    "model_info",
-    "resolve_model_id",
-]
-
-# Bytes per parameter of each checkpoint dtype *as vLLM serves it*. float32 checkpoints are
-# cast to 16 bit by vLLM's default ``--dtype auto``, so they cost 2 bytes on the GPU too.
-_DTYPE_BYTES: dict[str, float] = {
-    "bfloat16": 2,
-    "float16": 2,
-    "half": 2,
-    "float32": 2,
-    "float": 2,
-    "float8_e4m3fn": 1,
-    "float8_e5m2": 1,
-}
-
-# Quantized checkpoints keep some tensors unquantized (embeddings, lm_head, norms) and store
-# per-group scales and zero points. Checked against real files: TheBloke's Mistral-7B AWQ
-# (7.24 B params, 4 bit, group 128) is 4.15 GB = 0.5 B/param x 1.15; FP8 checkpoints of
-# Llama-3.1-8B / Qwen3-8B are about 1.1-1.2 B/param.
-_QUANT_OVERHEAD: dict[int, float] = {4: 1.15, 8: 1.10}
-_QUANT_DEFAULT_BITS: dict[str, int] = {"awq": 4, "gptq": 4, "fp8": 8}
+__all__ = ["cached_snapshot", "hf_hub_cache", "info_from_config", "info_from_dir", "layer_kinds"]
 
 # model_type values whose attention is not "every layer keeps every token": sliding windows
 # on some layers, or linear-attention / state-space layers mixed in. vLLM sizes their KV
@@ -83,175 +48,6 @@ _MAX_LEN_KEYS = (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
-class ModelInfo:
-    """What hpclaunch knows about one model; attention numbers are the text model's.
-
-    Parameters
-    ----------
-    model_id
-        Hugging Face id (``org/name``) or local path, exactly as vLLM should be given it.
-    family
-        ``model_type``-like family name (``qwen3``, ``qwen3_vl``, ``llama``, ``mistral``,
-        ``deepseek_r1_distill``...), used to pick presets and a reasoning parser.
-    params_b
-        Parameters in billions, including a vision encoder. For quantized models this still
-        counts parameters, not bytes; :attr:`weight_bytes` applies the packing.
-    quantization
-        ``None``, ``"awq"``, ``"gptq"``, ``"fp8"`` or another ``quant_method`` string.
-    torch_dtype
-        The checkpoint's dtype (``bfloat16``...), which is also the KV cache dtype under
-        ``--kv-cache-dtype auto``.
-    num_layers, num_attention_heads, num_kv_heads, head_dim
-        Decoder attention shape: the KV cache holds ``2 x num_layers x num_kv_heads x head_dim``
-        values per token.
-    max_position_embeddings
-        The longest context the model was built for; vLLM refuses a larger ``--max-model-len``.
-    vision
-        Has an image/video encoder. That costs weights and activation memory, not KV cache.
-    reasoning
-        Thinks before answering (needs a ``--reasoning-parser`` to split the thinking out).
-    reasoning_parser
-        vLLM's registered parser name for this family when ``reasoning`` is true.
-    sliding_window_or_hybrid
-        Some layers use a sliding window or non-attention state, so the simple KV arithmetic
-        of :mod:`hpclaunch.planning.kv` does not apply.
-    quant_bits
-        Bits per quantized weight when known (AWQ/GPTQ are usually 4, FP8 is 8).
-    """
-
-    model_id: str
-    family: str
-    params_b: float
-    torch_dtype: str
-    num_layers: int
-    num_attention_heads: int
-    num_kv_heads: int
-    head_dim: int
-    max_position_embeddings: int
-    quantization: str | None = None
-    vision: bool = False
-    reasoning: bool = False
-    reasoning_parser: str | None = None
-    sliding_window_or_hybrid: bool = False
-    quant_bits: int | None = None
-
-    @property
-    def bytes_per_param(self) -> float:
-        """GPU bytes per parameter once loaded.
-
-        Unquantized: the dtype's size (float32 counts 2, since vLLM serves it in 16 bit).
-        4-bit AWQ/GPTQ: 0.5 byte x 1.15 and 8-bit (FP8, 8-bit GPTQ): 1 byte x 1.10, the
-        factor covering group scales/zeros and the embeddings and ``lm_head`` that stay 16 bit.
-        A quantization method whose width is unknown is charged the full dtype size, which
-        overestimates weights and so errs towards a smaller KV cache.
-        """
-        bits = self.quant_bits or _QUANT_DEFAULT_BITS.get(self.quantization or "")
-        if self.quantization and bits in _QUANT_OVERHEAD:
-            return bits / 8 * _QUANT_OVERHEAD[bits]
-        return _DTYPE_BYTES.get(self.torch_dtype, 2)
-
-    @property
-    def weight_bytes(self) -> int:
-        """Approximate bytes of weights on the GPUs (all ranks together), see bytes_per_param."""
-        return int(self.params_b * 1e9 * self.bytes_per_param)
-
-
-# --------------------------------------------------------------------------- catalog
-
-
-@dataclass(frozen=True)
-class _Catalog:
-    models: tuple[ModelInfo, ...]
-    by_key: dict[str, ModelInfo]  # lower-cased id, id tail and alias -> info
-    names: tuple[str, ...]  # canonical short names (id tails + explicit aliases)
-
-
-def _data_text(name: str) -> str:
-    """A bundled data file, through importlib.resources so zipped installs work too; falls
-    back to the file beside this module while ``hpclaunch`` is an implicit namespace package
-    (3.11's resources cannot read those when sys.path holds a relative entry)."""
-    try:
-        data = resources.files("hpclaunch.planning").joinpath("data")
-        return data.joinpath(name).read_text("utf-8")
-    except (NotADirectoryError, FileNotFoundError, TypeError):
-        return (Path(__file__).resolve().parent / "data" / name).read_text("utf-8")
-
-
-@lru_cache(maxsize=1)
-def _catalog() -> _Catalog:
-    raw = json.loads(_data_text("model_catalog.json"))
-    models: list[ModelInfo] = []
-    by_key: dict[str, ModelInfo] = {}
-    names: list[str] = []
-    for entry in raw["models"]:
-        fields = dict(entry)
-        aliases = fields.pop("aliases", [])
-        info = ModelInfo(**fields)
-        models.append(info)
-        tail = info.model_id.rsplit("/", 1)[-1]
-        for key in (info.model_id, tail, *aliases):
-            existing = by_key.get(key.lower())
-            if existing is not None and existing is not info:
-                raise ValueError(f"model_catalog.json: {key!r} names two models")
-            by_key[key.lower()] = info
-        names.extend([tail, *aliases])
-    return _Catalog(tuple(models), by_key, tuple(names))
-
-
-def catalog_names() -> list[str]:
-    """Short names the bundled catalog accepts (id tails and aliases), sorted case-insensitively."""
-    return sorted(set(_catalog().names), key=str.lower)
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or name in (".", "..")
-
-
-def resolve_model_id(name: str) -> str:
-    """Turn what a user typed into the id vLLM should be given.
-
-    A catalog alias (``Qwen3-VL-2B``, any case) becomes its full id
-    (``Qwen/Qwen3-VL-2B-Instruct``). An existing local path or an ``org/name`` id is returned
-    unchanged: vLLM accepts any Hub id and we must not second-guess private models.
-
-    Raises
-    ------
-    UserError
-        For an unknown bare name (with the closest catalog names), a path that does not exist,
-        or something that is neither a path nor ``org/name``.
-    """
-    text = name.strip()
-    if not text:
-        raise UserError("model name is empty: give a Hugging Face id (org/name), a local "
-                        "directory or a catalog name such as Qwen3-8B")
-    units.check(text, units.model_name, "model")
-    if os.path.exists(os.path.expanduser(text)):
-        return text
-    if _looks_like_path(text):
-        raise UserError(f"model directory {text!r} does not exist: check the path, or give a "
-                        "Hugging Face id (org/name)")
-    hit = _catalog().by_key.get(text.lower())
-    if hit is not None and "/" not in text:
-        return hit.model_id
-    if "/" in text:
-        org, _, rest = text.partition("/")
-        if org and rest and "/" not in rest:
-            return text
-        raise UserError(f"model {text!r} is neither an existing directory nor a Hugging Face "
-                        "id of the form org/name")
-    names = catalog_names()
-    lowered = {n.lower(): n for n in names}
-    near = [lowered[n] for n in difflib.get_close_matches(text.lower(), list(lowered), n=4,
-                                                           cutoff=0.5)]
-    hint = f"; did you mean {', '.join(near)}?" if near else ""
-    raise UserError(f"unknown model {text!r}{hint} Give a full Hugging Face id (org/name), a "
-                    "local directory, or one of hpclaunch's catalog names")
-
-
-# --------------------------------------------------------------------------- config.json
-
-
 def hf_hub_cache() -> Path:
     """The Hugging Face hub cache directory, following ``HF_HUB_CACHE`` and ``HF_HOME``."""
     explicit = os.environ.get("HF_HUB_CACHE")
@@ -261,7 +57,7 @@ def hf_hub_cache() -> Path:
     return Path(home).expanduser() / "hub"
 
 
-def _cached_snapshot(model_id: str) -> Path | None:
+def cached_snapshot(model_id: str) -> Path | None:
     """Directory of the cached snapshot of ``org/name``: the one ``refs/main`` names, else the
     most recently modified one that holds a config.json."""
     repo = hf_hub_cache() / ("models--" + model_id.replace("/", "--"))
@@ -360,6 +156,8 @@ def _family(model_type: str, model_id: str) -> str:
 
 def _is_reasoning(family: str, model_id: str) -> bool:
     name = model_id.rsplit("/", 1)[-1].lower()
+    if family == "gpt_oss":  # always reasons (harmony analysis channel)
+        return True
     if "thinking" in name or family == "deepseek_r1_distill" or "qwq" in name:
         return True
     if "-r1" in name and family in ("deepseek_v3", "qwen2", "llama"):
@@ -439,11 +237,84 @@ def info_from_config(cfg: dict[str, Any], model_id: str,
         params_b = weights_bytes / info.bytes_per_param / 1e9
     else:
         params_b = _estimate_params(text, cfg, hidden, heads, kv_heads, head_dim, layers)
+    kinds, window = layer_kinds(model_type, text, layers)
+    known, note = _known_weights(text, cfg, weights_bytes)
+    experts = int(_first(text, "num_local_experts", "n_routed_experts", "num_experts") or 0)
+    padded: tuple[int, ...] = ()
+    if quant == "mxfp4" and experts:
+        moe_inter = int(_first(text, "moe_intermediate_size", "intermediate_size") or 0)
+        padded = (layers - int(text.get("first_k_dense_replace") or 0), experts, hidden,
+                  moe_inter)
+    mla = text.get("kv_lora_rank")
     return replace(info, params_b=round(params_b, 3), reasoning=reasoning,
-                   reasoning_parser=_PARSERS.get(family) if reasoning else None)
+                   reasoning_parser=_PARSERS.get(family) if reasoning else None,
+                   layer_types=kinds, sliding_window=window,
+                   kv_lora_rank=int(mla) if mla else None,
+                   qk_rope_head_dim=int(text.get("qk_rope_head_dim") or 0) if mla else None,
+                   weight_bytes_known=known, weight_note=note, padded_experts=padded,
+                   experts_per_token=int(_first(text, "num_experts_per_tok", "experts_per_token")
+                                         or 0) if experts else 0,
+                   moe_intermediate_size=int(_first(text, "moe_intermediate_size",
+                                                    "intermediate_size") or 0) if experts else 0)
 
 
-def _info_from_dir(directory: Path, model_id: str) -> ModelInfo | None:
+def _known_weights(text: dict[str, Any], cfg: dict[str, Any],
+                   on_disk: int | None) -> tuple[int | None, str]:
+    """Weight bytes per tensor kind (:mod:`hpclaunch.planning.weights`); the files' own size
+    when the config cannot be counted."""
+    vision = cfg.get("vision_config")
+    v_params = 0.0
+    if isinstance(vision, dict):
+        v_hidden = int(_first(vision, "hidden_size", "embed_dim", "width") or 0)
+        v_inter = int(_first(vision, "intermediate_size") or 4 * v_hidden)
+        v_layers = int(_first(vision, "depth", "num_hidden_layers", "layers") or 0)
+        v_params = v_layers * (4 * v_hidden * v_hidden + 2 * v_hidden * v_inter)
+    fmt = quant_format(cfg)
+    if on_disk and fmt.name != "mxfp4":  # MXFP4 experts are padded on load; the files are not
+        return on_disk, f"{on_disk / (1 << 30):.2f} GiB, the size of the weight files"
+    try:
+        return weight_bytes(text, fmt, v_params)
+    except (TypeError, ValueError):
+        return (on_disk, "size of the weight files") if on_disk else (None, "")
+
+
+def _kind(name: str) -> str:
+    name = name.lower()
+    if "sliding" in name or "local" in name:
+        return "sliding"
+    if any(k in name for k in ("linear", "mamba", "conv", "recurrent", "deltanet")):
+        return "linear"
+    return "full"
+
+
+def layer_kinds(model_type: str, text: dict[str, Any],
+                layers: int) -> tuple[tuple[str, ...], int | None]:
+    """Per-layer attention kinds and the sliding window, as vLLM reads them: ``layer_types``
+    when the config lists it; Gemma 2's alternation and Gemma 3's ``sliding_window_pattern``;
+    otherwise one window on every layer (Mistral v0.1) unless ``use_sliding_window`` is off
+    (Qwen2). ``()`` means plain full attention everywhere."""
+    window = text.get("sliding_window")
+    if "use_sliding_window" in text and not text["use_sliding_window"]:
+        window = None
+    window = int(window) if isinstance(window, (int, float)) and window > 0 else None
+    listed = text.get("layer_types")
+    if isinstance(listed, list) and len(listed) == layers:
+        kinds = tuple(_kind(str(t)) for t in listed)
+        if set(kinds) == {"full"}:
+            return (), None
+        return kinds, window if "sliding" in kinds else None
+    if window is None:
+        return (), None
+    pattern = text.get("sliding_window_pattern")
+    if model_type.startswith("gemma3") and isinstance(pattern, int) and pattern > 0:
+        return tuple("full" if (i + 1) % pattern == 0 else "sliding"
+                     for i in range(layers)), window
+    if model_type == "gemma2":
+        return tuple("sliding" if i % 2 == 0 else "full" for i in range(layers)), window
+    return ("sliding",) * layers, window
+
+
+def info_from_dir(directory: Path, model_id: str) -> ModelInfo | None:
     config = directory / "config.json"
     try:
         cfg = json.loads(config.read_text("utf-8"))
@@ -455,24 +326,3 @@ def _info_from_dir(directory: Path, model_id: str) -> ModelInfo | None:
         return info_from_config(cfg, model_id, _weights_size(directory))
     except (ValueError, TypeError):
         return None
-
-
-def model_info(name_or_id: str) -> ModelInfo | None:
-    """Facts about a model from the catalog, a local directory or the HF cache; never the network.
-
-    Returns ``None`` when the model is in none of them (or its config.json is unreadable), so
-    callers can say "estimate unavailable" instead of guessing.
-    """
-    text = name_or_id.strip()
-    hit = _catalog().by_key.get(text.lower())
-    if hit is not None:
-        return hit
-    local = Path(text).expanduser()
-    if (local / "config.json").is_file():
-        return _info_from_dir(local, text)
-    if text.count("/") == 1 and not _looks_like_path(text):
-        snapshot = _cached_snapshot(text)
-        if snapshot is not None:
-            return _info_from_dir(snapshot, text)
-    return None
-

@@ -1,0 +1,109 @@
+"""From KV memory to vLLM's start-up numbers: cache size, concurrency, the admission check.
+
+:mod:`hpclaunch.planning.kvspec` says how vLLM lays the cache out; this module applies it to
+one plan (its memory, ``--max-model-len``, batch size and version) and names every step, so
+the report can list them as assumptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hpclaunch.planning import kv
+from hpclaunch.planning.kvspec import KVLayout, kv_layout, rules_for
+from hpclaunch.planning.modelinfo import ModelInfo
+
+__all__ = ["KVNumbers", "kv_numbers", "layout_for"]
+
+
+@dataclass
+class KVNumbers:
+    """What vLLM would print for one engine, and whether it would start."""
+
+    kv_tokens: int
+    max_concurrency: float
+    needed_bytes: int
+    fits: bool
+    max_model_len_that_fits: int
+    assumptions: list[str] = field(default_factory=list)
+
+
+def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
+               block_size: int) -> tuple[KVLayout | None, str, list[str]]:
+    """The model's KV layout, or ``(None, why)`` when it cannot be modelled."""
+    if info.sliding_window_or_hybrid and not info.layer_types and not info.sliding_window:
+        return None, (f"{info.model_id} mixes attention with layers whose kind the config does "
+                      "not list (layer_types); its KV cache is not modelled"), []
+    if "linear" in info.kinds:
+        # vLLM pads Mamba / linear-attention state pages to the attention page and draws
+        # them from the same pool; that sizing is not modelled, so no number is better.
+        return None, (f"{info.model_id} has recurrent (Mamba / linear-attention) layers whose "
+                      "state shares vLLM's KV pool; its KV cache is not modelled"), []
+    try:
+        dtype_bytes = kv.kv_dtype_bytes(info, kv_cache_dtype)
+        layout = kv_layout(info, tp=tp, pp=pp, dtype_bytes=dtype_bytes, block_size=block_size)
+    except ValueError as exc:
+        return None, str(exc), []
+    steps = []
+    if info.kv_lora_rank:
+        steps.append(
+            f"MLA: each layer caches one latent of kv_lora_rank {info.kv_lora_rank} + "
+            f"qk_rope_head_dim {info.qk_rope_head_dim} values x {dtype_bytes} B per token, "
+            "the same on every TP rank (not split by heads)")
+    else:
+        heads = max(1, -(-info.num_kv_heads // tp))
+        steps.append(
+            f"page per layer = {block_size} tokens x 2 (K, V) x {heads} KV heads "
+            f"({info.num_kv_heads} / TP {tp}, at least 1) x head_dim {info.head_dim} x "
+            f"{dtype_bytes} B (kv-cache-dtype {kv_cache_dtype}) = {layout.page_bytes:,} B")
+    counts = {k: sum(len(g.layers) for g in layout.groups if g.kind == k) for k in layout.kinds}
+    sizes = sorted({len(g.layers) for g in layout.groups})
+    steps.append(
+        "layers by KV kind: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + f"; {len(layout.groups)} KV group(s) of {'/'.join(map(str, sizes))} layers"
+        + (f" ({layout.padded_layers} padding layers)" if layout.padded_layers else "")
+        + (f"; sliding window {layout.window} tokens" if "sliding" in counts else ""))
+    if pp > 1:
+        steps.append(f"pipeline stages hold {[len(r) for r in layout.stages]} layers "
+                     "(vLLM's get_pp_indices); one block costs the fullest group's layers of "
+                     "a stage, and the engine takes the stage with the fewest blocks")
+    return layout, "", steps
+
+
+def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
+               max_num_batched_tokens: int, pp: int, version: str) -> KVNumbers:
+    """vLLM's figures for ``max_model_len`` given ``kv_bytes`` of KV memory per GPU."""
+    rules = rules_for(version)
+    in_flight = ((pp + 1) if rules.async_scheduling else pp) * max_num_batched_tokens
+    num_blocks = max(0, layout.num_blocks(kv_bytes))
+    per_request = layout.blocks_per_request(max_model_len, in_flight)
+    concurrency = num_blocks / per_request
+    if rules.tokens_from_concurrency:
+        tokens = int(concurrency * max_model_len)
+        how = "int(concurrency x max-model-len)"
+    else:
+        tokens = num_blocks // len(layout.groups) * layout.block_size
+        how = "blocks // groups x block size"
+    stages = range(len(layout.stages))
+    whole = rules.pp_check_whole_model and pp > 1
+    needed = max(layout.needed_bytes(max_model_len, in_flight, whole_model=whole, stage=s)
+                 for s in stages)
+    null = max(layout.stage_block_bytes(s) for s in stages) if rules.null_block else 0
+    fits = needed <= kv_bytes - null and kv_bytes > 0
+    best = layout.max_len_that_fits(kv_bytes, max_model_len, in_flight,
+                                    whole_model=whole, null_block=rules.null_block)
+    steps = [
+        f"blocks = KV memory // block bytes ({max(layout.stage_block_bytes(s) for s in stages):,}"
+        f" B on the fullest stage) = {num_blocks:,}; a request of {max_model_len:,} tokens "
+        f"takes {per_request:,} blocks (sum over groups"
+        + (f"; sliding groups keep window-1 + {in_flight:,} in-flight tokens + 1 block"
+           if "sliding" in layout.kinds else "") + ")",
+        f"vLLM {version}: 'GPU KV cache size' = {how}; concurrency = blocks / blocks per request",
+        f"start-up check: one request needs {needed / kv.GiB:.2f} GiB"
+        + (" (every layer of the model against one stage's memory, as this version does)"
+           if whole else "")
+        + (", one block held back for the null block" if rules.null_block else "")
+        + f"; longest --max-model-len that passes: {best:,} (vLLM's binary search)",
+    ]
+    return KVNumbers(kv_tokens=tokens, max_concurrency=concurrency, needed_bytes=needed,
+                     fits=fits, max_model_len_that_fits=best, assumptions=steps)

@@ -1,0 +1,197 @@
+"""vLLM's KV-cache sizing, per layer and per pipeline stage, as the version modelled does it.
+
+vLLM (``vllm/v1/core/kv_cache_planning.py`` in 0.33) gives every attention layer a KV spec:
+full attention keeps every token, a sliding-window layer keeps its window plus what is in
+flight, multi-head latent attention (MLA) keeps one compressed vector per token, and
+recurrent layers (Mamba, linear attention) keep a fixed state with no paged KV. Layers are
+put into groups of equal size (``full`` x n and ``sliding`` x m become groups of
+``min(n, m)`` layers, padded), one block of the pool holds one page of every layer in the
+largest group, and a request at ``max_model_len`` takes, from the one shared pool, the sum
+over groups of the pages its spec needs. With pipeline parallelism each stage holds only its
+own layers, so its block is smaller; the engine takes the smallest stage's block count.
+
+The functions here reproduce that arithmetic from :class:`~hpclaunch.planning.modelinfo.ModelInfo`
+so ``plan`` prints the same "GPU KV cache size" and the same "estimated maximum model length"
+vLLM's start-up check does. Where older versions differ, :func:`rules_for` says how.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hpclaunch.planning.modelinfo import ModelInfo
+
+__all__ = ["KVLayout", "VersionRules", "kv_layout", "pp_partition", "rules_for"]
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class VersionRules:
+    """How one vLLM version sizes the cache, where versions disagree.
+
+    Parameters
+    ----------
+    pp_check_whole_model
+        The start-up memory check counts every layer of the model against one stage's
+        memory (seen in 0.15 logs); other versions count each stage's own layers.
+    null_block
+        The check keeps one block back for the block pool's null block (0.33).
+    tokens_from_concurrency
+        "GPU KV cache size" is ``int(concurrency x max_model_len)`` (0.33); older versions
+        print ``num_blocks // groups x block_size``.
+    async_scheduling
+        Async scheduling is on by default (0.33), so a sliding-window layer keeps the
+        tokens of PP + 1 batches in flight besides its window (else PP batches).
+    """
+
+    pp_check_whole_model: bool
+    null_block: bool
+    tokens_from_concurrency: bool
+    async_scheduling: bool
+
+
+def rules_for(version: str) -> VersionRules:
+    """The sizing rules of ``version`` (``"0.33.0"``); unknown or unparsable means 0.33's."""
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        major, minor = 0, 33
+    v = (major, minor)
+    # Boundaries from the sources of 0.11.0, 0.13.0, 0.15.1, 0.17.0, 0.20.0, 0.25.0 and 0.33.0:
+    # per-stage check in 0.13, whole-model check in 0.15.1, per-stage projection again from
+    # 0.17; "GPU KV cache size" from concurrency in 0.25 but not 0.20; the null block held
+    # back in 0.33 but not 0.25. Versions in between are assigned to the nearer checked one.
+    return VersionRules(
+        pp_check_whole_model=(0, 14) <= v < (0, 17),
+        null_block=v >= (0, 29),
+        tokens_from_concurrency=v >= (0, 23),
+        async_scheduling=v >= (0, 29),
+    )
+
+
+def pp_partition(num_layers: int, pp: int) -> list[int]:
+    """Layers per pipeline stage as vLLM's ``get_pp_indices`` splits them: equal shares, the
+    remainder going to the stages just before the last (which also holds the final norm)."""
+    parts = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        parts[-i] += 1
+    return parts
+
+
+@dataclass(frozen=True)
+class _Group:
+    kind: str  # full | sliding | mla
+    layers: tuple[int, ...]  # global layer indices in this group
+
+
+@dataclass(frozen=True)
+class KVLayout:
+    """One engine's KV cache shape: groups of layers, the page each layer stores per block,
+    and which layers each pipeline stage holds."""
+
+    groups: tuple[_Group, ...]
+    page_bytes: int  # one layer's page: block_size tokens on one GPU
+    block_size: int
+    window: int | None
+    stages: tuple[range, ...]
+    padded_layers: int
+    recurrent_layers: int
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(sorted({g.kind for g in self.groups}))
+
+    def stage_block_bytes(self, stage: int) -> int:
+        """Bytes one block costs on ``stage``: the fullest group's layers there, one page each."""
+        layers = self.stages[stage]
+        return self.page_bytes * max(sum(1 for i in g.layers if i in layers)
+                                     for g in self.groups)
+
+    def model_block_bytes(self) -> int:
+        return self.page_bytes * max(len(g.layers) for g in self.groups)
+
+    def group_blocks(self, kind: str, max_model_len: int, in_flight: int) -> int:
+        """Pages one request at ``max_model_len`` needs in one group of ``kind``."""
+        if kind == "sliding" and self.window:
+            tokens = min(self.window - 1 + in_flight, max_model_len)
+            return _cdiv(tokens, self.block_size) + 1
+        return _cdiv(max_model_len, self.block_size)
+
+    def blocks_per_request(self, max_model_len: int, in_flight: int) -> int:
+        return sum(self.group_blocks(g.kind, max_model_len, in_flight) for g in self.groups)
+
+    def num_blocks(self, kv_bytes: float) -> int:
+        """Blocks of the engine: every stage has ``kv_bytes``; the smallest count wins."""
+        return min(int(kv_bytes // self.stage_block_bytes(s)) for s in range(len(self.stages)))
+
+    def needed_bytes(self, max_model_len: int, in_flight: int, *, whole_model: bool,
+                     stage: int) -> int:
+        """What vLLM's start-up check says one request needs on ``stage``."""
+        block = self.model_block_bytes() if whole_model else self.stage_block_bytes(stage)
+        return block * self.blocks_per_request(max_model_len, in_flight)
+
+    def max_len_that_fits(self, kv_bytes: float, limit: int, in_flight: int, *,
+                          whole_model: bool, null_block: bool) -> int:
+        """The longest ``--max-model-len`` the check accepts (vLLM's binary search), 0 if none."""
+        fits = []
+        for s in range(len(self.stages)):
+            block = self.model_block_bytes() if whole_model else self.stage_block_bytes(s)
+            avail = kv_bytes - (self.stage_block_bytes(s) if null_block else 0)
+            lo, hi, found = 1, limit, 0
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                if block * self.blocks_per_request(mid, in_flight) <= avail:
+                    found, lo = mid, mid + 1
+                else:
+                    hi = mid - 1
+            fits.append(found)
+        return min(fits)
+
+
+def _page(info: ModelInfo, tp: int, dtype_bytes: int, block_size: int) -> int:
+    if info.kv_lora_rank:
+        # MLA: one latent "head" of kv_lora_rank + rope dims, no separate V, on every rank.
+        return block_size * (info.kv_lora_rank + (info.qk_rope_head_dim or 0)) * dtype_bytes
+    heads = max(1, math.ceil(info.num_kv_heads / tp))
+    return block_size * heads * 2 * info.head_dim * dtype_bytes
+
+
+def kv_layout(info: ModelInfo, *, tp: int, pp: int, dtype_bytes: int,
+              block_size: int) -> KVLayout:
+    """Group the model's layers as vLLM 0.33 does (``_get_kv_cache_groups_uniform_page_size``).
+
+    Raises
+    ------
+    ValueError
+        When no layer has a paged KV cache (a pure state-space model).
+    """
+    kinds = ["mla" if (k == "full" and info.kv_lora_rank) else k for k in info.kinds]
+    buckets: dict[str, list[int]] = {}
+    for i, kind in enumerate(kinds):
+        if kind != "linear":
+            buckets.setdefault(kind, []).append(i)
+    if not buckets:
+        raise ValueError(f"{info.model_id} has no attention layer with a KV cache")
+    sizes = [len(v) for v in buckets.values()]
+    group_size = min(sizes)
+    if max(sizes) < group_size * 1.5:
+        group_size = max(sizes)
+    groups: list[_Group] = []
+    padded = 0
+    for kind, layers in buckets.items():
+        if len(buckets) == 1:
+            groups.append(_Group(kind, tuple(layers)))
+            continue
+        n = _cdiv(len(layers), group_size)
+        padded += n * group_size - len(layers)
+        groups += [_Group(kind, tuple(layers[i::n])) for i in range(n)]
+    parts = pp_partition(info.num_layers, pp)
+    starts = [sum(parts[:i]) for i in range(pp)]
+    stages = tuple(range(a, a + n) for a, n in zip(starts, parts, strict=True))
+    return KVLayout(groups=tuple(groups), page_bytes=_page(info, tp, dtype_bytes, block_size),
+                    block_size=block_size, window=info.sliding_window, stages=stages,
+                    padded_layers=padded, recurrent_layers=kinds.count("linear"))

@@ -1,0 +1,78 @@
+"""Weight bytes by tensor kind: each quantisation format charged what it stores, the tensors
+it leaves in 16 bit charged 2 bytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpclaunch.planning.weights import mxfp4_expert_bytes, quant_format, weight_bytes
+
+CONFIGS = Path(__file__).resolve().parents[2] / "data" / "planner" / "configs"
+
+
+def config(name: str) -> dict[str, Any]:
+    cfg: dict[str, Any] = json.loads((CONFIGS / f"{name}.json").read_text())
+    return cfg
+
+
+@pytest.mark.parametrize(("qc", "name", "bytes_per_param"), [
+    (None, "", 2.0),
+    ({"quant_method": "fp8", "weight_block_size": [128, 128]}, "fp8", 1.0),
+    ({"quant_method": "mxfp4"}, "mxfp4", 4.25 / 8),
+    ({"quant_method": "modelopt", "quant_algo": "NVFP4"}, "nvfp4", 4.5 / 8),
+    ({"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True}, "awq",
+     (4 + (16 + 4) / 128) / 8),
+    ({"quant_method": "gptq", "bits": 4, "group_size": 128, "sym": True}, "gptq",
+     (4 + 16 / 128) / 8),
+    ({"quant_method": "gptq", "bits": 8, "group_size": -1, "sym": True}, "gptq", 1.0),
+    ({"quant_method": "bitsandbytes", "load_in_4bit": True}, "bitsandbytes", (4 + 0.5) / 8),
+    ({"quant_method": "bitsandbytes", "load_in_8bit": True}, "bitsandbytes", 1.0),
+    ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "weights": {"num_bits": 8, "type": "float"}}}}, "fp8", 1.0),
+    ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "weights": {"num_bits": 4, "type": "float", "group_size": 16}}}}, "nvfp4", 4.5 / 8),
+    ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "weights": {"num_bits": 4, "type": "int", "group_size": 128, "symmetric": True}}}},
+     "int", (4 + 16 / 128) / 8),
+])
+def test_each_format_costs_its_values_plus_scales(qc: dict[str, Any] | None, name: str,
+                                                  bytes_per_param: float) -> None:
+    fmt = quant_format({"quantization_config": qc} if qc else {})
+    assert fmt.name == name
+    assert fmt.bytes_per_param == pytest.approx(bytes_per_param, rel=1e-3)
+
+
+def test_awq_leaves_embeddings_and_lm_head_in_16_bit() -> None:
+    # Mistral-7B with TheBloke's AWQ settings (4 bit, group 128): the checkpoint is 4.15 GB.
+    cfg = {**config("mistral-7b-v0.3"), "vocab_size": 32000,
+           "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}}
+    total, note = weight_bytes(cfg, quant_format(cfg))
+    assert total == pytest.approx(4.15e9, rel=0.02)
+    assert "embeddings" in note
+
+
+def test_mxfp4_quantises_only_the_experts() -> None:
+    cfg = config("gpt-oss-120b")
+    total, _ = weight_bytes(cfg, quant_format(cfg))
+    experts = mxfp4_expert_bytes(36, 128, 2880, 2880, tp=1)
+    rest = total - experts
+    # attention, embeddings, lm_head and routers stay bf16: ~4 GiB of the ~66
+    assert 3.5 * 2**30 < rest < 4.5 * 2**30
+
+
+def test_mxfp4_padding_depends_on_the_kernel_and_tp() -> None:
+    marlin_tp2 = mxfp4_expert_bytes(36, 128, 2880, 2880, tp=2)
+    triton_tp2 = mxfp4_expert_bytes(36, 128, 2880, 2880, tp=2, marlin=False)
+    assert marlin_tp2 > triton_tp2  # hidden 2880 -> 3072, shard 1440 -> 1536 on Marlin
+    assert triton_tp2 == int(36 * 128 * 3 * 2880 * 1472 * 4.25 / 8)  # shard 1440 -> 1472
+
+
+def test_fp8_moe_counts_experts_attention_and_bf16_embeddings() -> None:
+    cfg = config("qwen3-235b-a22b-fp8")
+    total, _ = weight_bytes(cfg, quant_format(cfg))
+    # ~235 B parameters, nearly all FP8: about 220 GiB
+    assert 215 * 2**30 < total < 225 * 2**30
