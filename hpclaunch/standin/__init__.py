@@ -38,7 +38,17 @@ Knobs (environment):
 ``HPCLAUNCH_STANDIN_RECORD``
     Append one JSON line per HTTP request (method, path, model, Authorization) to this file.
 ``HPCLAUNCH_STANDIN_TOKEN_DELAY``
-    Seconds per generated token, so requests stay "Running" for a while (default 0).
+    Seconds of one decode step with one request running (default 0: answers at once).
+    With ``b`` requests running a step takes ``delay * (1 + b / saturation)``: one request
+    gets ``1 / delay`` tokens/s, an engine approaches ``saturation / delay`` (see
+    :mod:`hpclaunch.standin.latency`). At most ``--max-num-seqs`` run per engine; the rest wait.
+``HPCLAUNCH_STANDIN_BATCH_SATURATION``
+    The batch size at which a step takes twice as long as alone (default 16).
+``HPCLAUNCH_STANDIN_PREFILL_DELAY``
+    Seconds of prefill per prompt token, slowed by the batch the same way (default 0).
+``HPCLAUNCH_STANDIN_LOAD_SECONDS``
+    Spread start-up over about this many seconds, printing vLLM's progress lines as they
+    happen: checkpoint shards, torch.compile, CUDA graph capture (default 0: all at once).
 ``HPCLAUNCH_STANDIN_VLLM_VERSION``
     Flag snapshot to parse arguments with (default 0.33.0); the log format stays 0.33's.
 ``VLLM_API_KEY``, ``VLLM_LOG_STATS_INTERVAL`` (fractions allowed), ``VLLM_ALLOW_LONG_MAX_MODEL_LEN``

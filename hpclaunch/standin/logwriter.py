@@ -36,6 +36,13 @@ class Log:
             target.write(text if text.endswith("\n") else text + "\n")
             target.flush()
 
+    def progress(self, text: str) -> None:
+        """A tqdm bar update on stderr, written as is: tqdm ends an update with ``\r`` or
+        a newline of its own, and the bar lines carry no process prefix."""
+        with self._lock:
+            self.err.write(text)
+            self.err.flush()
+
     def log(self, proc: str, level: str, src: str, msg: str) -> None:
         stamp = time.strftime("%m-%d %H:%M:%S")
         head = f"{self.prefix(proc)}{level} {stamp} [{src}] "

@@ -16,6 +16,7 @@ import time
 from hpclaunch.planning import kv
 from hpclaunch.planning.kv import GiB
 from hpclaunch.standin.failures import Failures
+from hpclaunch.standin.loading import WEIGHTS_SHARE, LoadingLines
 from hpclaunch.standin.logwriter import Log
 from hpclaunch.standin.memory import _gib
 from hpclaunch.standin.server import ROUTES, Server
@@ -86,6 +87,9 @@ class StandIn(Simulation):
     def _start_engines(self) -> int | None:
         s, log, mem = self.s, self.log, self.mem
         load_secs = max(0.5, mem.weight_bytes_per_gpu / (2.5 * GiB))
+        if s.load_seconds > 0:
+            load_secs = s.load_seconds * WEIGHTS_SHARE
+        loading = LoadingLines(s, mem, log, self.main_wait)
         for r in range(s.dp_start, s.dp_start + s.dp_local):
             proc = f"EngineCore_DP{r}"
             log.info(proc, "core.py:93", (
@@ -102,12 +106,16 @@ class StandIn(Simulation):
                 log.info(w, "gpu_model_runner.py:3338", f"Starting to load model {s.model}...")
             if s.fail == "oom" or mem.weight_bytes_per_gpu > s.gpu.memory_bytes - GiB // 2:
                 return self.failures.fail_oom(r)
+            if loading.shards():
+                return self._shutdown(serving=False)
             for w in workers:
                 log.info(w, "default_loader.py:308",
                          f"Loading weights took {load_secs:.2f} seconds")
                 log.info(w, "gpu_model_runner.py:3420",
                          f"Model loading took {_gib(mem.weight_bytes_per_gpu)} GiB memory and "
                          f"{load_secs + 0.8:.6f} seconds")
+            if not s.enforce_eager and loading.torch_compile(workers[0]):
+                return self._shutdown(serving=False)
             available = mem.kv_bytes
             if s.fail == "no_kv_memory" or available <= 0:
                 return self.failures.fail_no_kv_memory(r)
@@ -129,6 +137,8 @@ class StandIn(Simulation):
             if s.fail == "flashinfer":
                 return self.failures.fail_flashinfer(r)
             if not s.enforce_eager:
+                if loading.capture():
+                    return self._shutdown(serving=False)
                 for w in workers:
                     log.info(w, "gpu_model_runner.py:4244",
                              f"Graph capturing finished in 3 secs, took "
@@ -217,19 +227,21 @@ class StandIn(Simulation):
                 prompt = sum(p for _, p, _ in lines)
                 gen = sum(g for _, _, g in lines)
                 running = sum(e.running for e, _, _ in lines)
+                waiting = sum(e.waiting for e, _, _ in lines)
                 usage = sum(self.engines.usage(e) for e, _, _ in lines) / len(lines)
                 self.log.info("APIServer", "loggers.py:236", (
                     f"{len(snapshot)} Engines Aggregated: " + self._stats_text(
-                        prompt, gen, running, usage)))
+                        prompt, gen, running, usage, waiting)))
                 continue
             for engine, prompt, gen in lines:
                 self.log.info("APIServer", "loggers.py:236", f"Engine {engine.rank:03d}: "
                               + self._stats_text(prompt, gen, engine.running,
-                                                 self.engines.usage(engine)))
+                                                 self.engines.usage(engine), engine.waiting))
 
-    def _stats_text(self, prompt: int, gen: int, running: int, usage: float) -> str:
+    def _stats_text(self, prompt: int, gen: int, running: int, usage: float,
+                    waiting: int = 0) -> str:
         interval = self.s.stats_interval
         return (f"Avg prompt throughput: {prompt / interval:.1f} tokens/s, "
                 f"Avg generation throughput: {gen / interval:.1f} tokens/s, "
-                f"Running: {running} reqs, Waiting: 0 reqs, "
+                f"Running: {running} reqs, Waiting: {waiting} reqs, "
                 f"GPU KV cache usage: {usage * 100:.1f}%, Prefix cache hit rate: 0.0%")

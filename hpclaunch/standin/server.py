@@ -246,10 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
             finish()
 
     def _tick(self, engine: EngineStats) -> None:
-        standin = self.server.standin
-        if standin.s.token_delay:
-            time.sleep(standin.s.token_delay)
-        standin.engines.token(engine)
+        self.server.standin.engines.token(engine)
 
     def _choice(self, chat: bool, index: int, reasoning: list[str], answer: list[str],
                 reason: str) -> dict[str, Any]:

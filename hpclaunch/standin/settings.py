@@ -54,6 +54,9 @@ class Settings:
     startup_delay: float = 0.0
     crash_after: float = 2.0
     token_delay: float = 0.0
+    batch_saturation: float = 16.0
+    prefill_delay: float = 0.0
+    load_seconds: float = 0.0
     stats_interval: float = 10.0
     record_path: str | None = None
 
@@ -121,6 +124,9 @@ def parse_settings(args: dict[str, Any], defaults: dict[str, Any]) -> Settings:
         startup_delay=_env_float("HPCLAUNCH_STANDIN_STARTUP_DELAY", 0.0),
         crash_after=_env_float("HPCLAUNCH_STANDIN_CRASH_AFTER", 2.0),
         token_delay=_env_float("HPCLAUNCH_STANDIN_TOKEN_DELAY", 0.0),
+        batch_saturation=max(0.1, _env_float("HPCLAUNCH_STANDIN_BATCH_SATURATION", 16.0)),
+        prefill_delay=_env_float("HPCLAUNCH_STANDIN_PREFILL_DELAY", 0.0),
+        load_seconds=max(0.0, _env_float("HPCLAUNCH_STANDIN_LOAD_SECONDS", 0.0)),
         stats_interval=max(0.05, _env_float("VLLM_LOG_STATS_INTERVAL", 10.0)),
         record_path=os.environ.get("HPCLAUNCH_STANDIN_RECORD") or None,
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from hpclaunch.standin.latency import LatencyModel
 from hpclaunch.standin.logwriter import Log
 from hpclaunch.standin.memory import plan_memory
 from hpclaunch.standin.settings import Settings
@@ -36,6 +37,7 @@ class EngineStats:
     prompt_tokens: int = 0
     generation_tokens: int = 0
     running: int = 0
+    waiting: int = 0
     running_tokens: int = 0
     finished: dict[str, int] = field(default_factory=dict)
     interval_prompt: int = 0
@@ -45,25 +47,46 @@ class EngineStats:
 
 
 class Engines:
-    """Round-robin request placement over the local DP engines, with a lock for counters."""
+    """Request placement over the local DP engines, and the time requests take there.
 
-    def __init__(self, ranks: list[int], total_tokens: int) -> None:
+    Round robin over the engines; at most ``max_num_seqs`` requests run on one engine and
+    the rest wait for a slot in arrival order (a threading semaphore wakes waiters first in,
+    first out), as vLLM's scheduler queues them. Steps take what the latency model says.
+    """
+
+    def __init__(self, ranks: list[int], total_tokens: int, max_num_seqs: int = 256,
+                 latency: LatencyModel | None = None) -> None:
         self.stats = [EngineStats(r) for r in ranks]
         self.total_tokens = max(1, total_tokens)
+        self.latency = latency or LatencyModel()
+        self._slots = {r: threading.Semaphore(max(1, max_num_seqs)) for r in ranks}
         self._lock = threading.Lock()
         self._next = itertools.cycle(range(len(self.stats)))
 
     def start(self, prompt_tokens: int) -> EngineStats:
+        """Place a request: wait for a slot, then for its prefill. Blocks while queued."""
         with self._lock:
             engine = self.stats[next(self._next)]
+            engine.waiting += 1
+        self._slots[engine.rank].acquire()
+        with self._lock:
+            engine.waiting -= 1
             engine.running += 1
             engine.running_tokens += prompt_tokens
             engine.prompt_tokens += prompt_tokens
             engine.interval_prompt += prompt_tokens
             engine.interval_requests += 1
-            return engine
+            running = engine.running
+        delay = self.latency.prefill_seconds(prompt_tokens, running)
+        if delay:
+            time.sleep(delay)
+        return engine
 
     def token(self, engine: EngineStats) -> None:
+        """One decode step of one request (it sleeps as long as the step takes)."""
+        delay = self.latency.step_seconds(engine.running)
+        if delay:
+            time.sleep(delay)
         with self._lock:
             engine.generation_tokens += 1
             engine.interval_generation += 1
@@ -75,6 +98,7 @@ class Engines:
             engine.running -= 1
             engine.running_tokens -= prompt_tokens + generated
             engine.finished[reason] = engine.finished.get(reason, 0) + 1
+        self._slots[engine.rank].release()
 
     def usage(self, engine: EngineStats) -> float:
         return min(1.0, max(0, engine.running_tokens) / self.total_tokens)
@@ -107,7 +131,9 @@ class Simulation:
         self.log = log
         self.mem = plan_memory(settings)
         ranks = list(range(settings.dp_start, settings.dp_start + settings.dp_local))
-        self.engines = Engines(ranks, self.mem.tokens)
+        latency = LatencyModel(settings.token_delay, settings.batch_saturation,
+                               settings.prefill_delay)
+        self.engines = Engines(ranks, self.mem.tokens, settings.max_num_seqs, latency)
         self.stop = threading.Event()
         self.signalled = False  # set by the SIGTERM/SIGINT handler
         self.dead = threading.Event()
@@ -170,7 +196,7 @@ class Simulation:
                "Number of requests in model execution batches.",
                [(lab(e), e.running) for e in engines])
         family("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.",
-               [(lab(e), 0) for e in engines])
+               [(lab(e), e.waiting) for e in engines])
         family("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.",
                [(lab(e), self.engines.usage(e)) for e in engines])
         family("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.",
