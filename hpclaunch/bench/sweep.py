@@ -12,16 +12,21 @@ import time
 from hpclaunch.bench.load import OnResult, run_sweep
 from hpclaunch.bench.results import Sweep
 from hpclaunch.bench.workload import Workload
-from hpclaunch.endpoints.resolve import resolve
-from hpclaunch.registry import Registry
+from hpclaunch.endpoints.resolve import Endpoint, resolve
+from hpclaunch.registry import Record, Registry
 
 
-def sweep(name: str, workload: Workload, on_result: OnResult | None = None) -> Sweep:
-    endpoint = resolve(name)
-    rec = Registry().get(name)
+def find(name: str) -> tuple[Endpoint, Record]:
+    """The READY endpoint called ``name`` and its record (for the preset and results dir)."""
+    return resolve(name), Registry().get(name)
+
+
+def sweep(target: tuple[Endpoint, Record], workload: Workload,
+          on_result: OnResult | None = None) -> Sweep:
+    endpoint, rec = target
     started = time.time()
     levels = run_sweep(endpoint.base_url, endpoint.api_key, endpoint.model, workload,
                        on_result)
-    return Sweep(endpoint=name, model=endpoint.model_id or endpoint.model, started=started,
-                 workload=workload.describe(), levels=levels, preset=rec.preset,
-                 layout=endpoint.layout_label, simulated=endpoint.simulated)
+    return Sweep(endpoint=endpoint.name, model=endpoint.model_id or endpoint.model,
+                 started=started, workload=workload.describe(), levels=levels,
+                 preset=rec.preset, layout=endpoint.layout_label, simulated=endpoint.simulated)

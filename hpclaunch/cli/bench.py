@@ -51,8 +51,10 @@ def _workload(opts: dict[str, Any]) -> Any:
     return Workload(timeout=opts["timeout"], **fields)
 
 
-def _run_with_bar(name: str, workload: Any) -> Any:
+def _run_with_bar(target: Any, workload: Any) -> Any:
     from hpclaunch.bench.sweep import sweep
+
+    name = target[0].name
 
     counts = [workload.level_requests(c) for c in workload.concurrency]
     by_time = None in counts
@@ -77,7 +79,7 @@ def _run_with_bar(name: str, workload: Any) -> Any:
                 bar.update(target - done)
                 done = target
 
-        result = sweep(name, workload, on_result)
+        result = sweep(target, workload, on_result)
         bar.update(max(0, length - done))
     return result
 
@@ -129,8 +131,11 @@ def bench(names: tuple[str, ...], as_json: bool, csv_path: Path | None,
         from hpclaunch.bench.plot import require_matplotlib
 
         require_matplotlib()
+    from hpclaunch.bench.sweep import find
+
     workload = _workload(opts)
-    sweeps = [_run_with_bar(name, workload) for name in names]
+    targets = [find(name) for name in names]  # every name checked before any load
+    sweeps = [_run_with_bar(target, workload) for target in targets]
     _record(sweeps, no_record)
     _print(sweeps, workload, as_json)
     if csv_path is not None:
