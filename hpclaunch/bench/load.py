@@ -1,11 +1,12 @@
-"""The load generator: ``concurrency`` asyncio clients sharing one kept HTTP client.
+"""The load generator: ``concurrency`` asyncio clients sharing one kept HTTP session.
 
-httpx's ``AsyncClient`` keeps its connections open across requests (a sweep must measure
+aiohttp's ``ClientSession`` keeps its connections open across requests (a sweep must measure
 the server, not TCP handshakes) and reads streamed replies line by line, so time to first
-token and the gaps between chunks are measured where they arrive. Each client sends its
-next request as soon as its last one ended (a closed loop, like vLLM's own
-``benchmark_serving`` at fixed concurrency); a level ends when its request count or its
-time is used up.
+token and the gaps between chunks are measured where they arrive. It costs about 150 us of
+CPU a request on loopback where httpx costs about 1,100 us (docs/bench.md), and the
+generator must never be what limits a fast server. Each client sends its next request as
+soon as its last one ended (a closed loop, like vLLM's own ``benchmark_serving`` at fixed
+concurrency); a level ends when its request count or its time is used up.
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import aiohttp
 
 from hpclaunch.bench.results import LevelResult, RequestResult, summarise
 from hpclaunch.bench.workload import Workload
 
 OnResult = Callable[[int, RequestResult], None]
+FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError)
 
 
-def _error_kind(exc: Exception) -> str:
+def _error_kind(exc: BaseException) -> str:
     """A short, countable name for what went wrong with one request."""
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, asyncio.TimeoutError):
         return "timeout"
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return "connection refused"
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
+                        aiohttp.ClientOSError)):
         return "connection dropped"
     if isinstance(exc, (ValueError, KeyError, TypeError)):
         return "bad reply"
@@ -45,12 +48,13 @@ def _usage(data: dict[str, Any]) -> tuple[int, int] | None:
     return int(usage.get("completion_tokens") or 0), int(usage.get("prompt_tokens") or 0)
 
 
-async def _plain(client: httpx.AsyncClient, url: str, body: bytes) -> RequestResult:
+async def _plain(session: aiohttp.ClientSession, url: str, body: bytes) -> RequestResult:
     start = time.perf_counter()
-    reply = await client.post(url, content=body)
-    if reply.status_code != 200:
-        return RequestResult(time.perf_counter() - start, error=f"HTTP {reply.status_code}")
-    usage = _usage(reply.json())
+    async with session.post(url, data=body) as reply:
+        data = await reply.read()
+        if reply.status != 200:
+            return RequestResult(time.perf_counter() - start, error=f"HTTP {reply.status}")
+    usage = _usage(json.loads(data))
     latency = time.perf_counter() - start
     if usage is None:
         return RequestResult(latency, error="no usage in reply")
@@ -66,20 +70,20 @@ def _has_text(chunk: dict[str, Any]) -> bool:
     return False
 
 
-async def _streamed(client: httpx.AsyncClient, url: str, body: bytes) -> RequestResult:
+async def _streamed(session: aiohttp.ClientSession, url: str, body: bytes) -> RequestResult:
     start = time.perf_counter()
     first: float | None = None
     last = start
     gaps: list[float] = []
     usage = None
-    async with client.stream("POST", url, content=body) as reply:
-        if reply.status_code != 200:
-            await reply.aread()
-            return RequestResult(time.perf_counter() - start, error=f"HTTP {reply.status_code}")
-        async for line in reply.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+    async with session.post(url, data=body) as reply:
+        if reply.status != 200:
+            await reply.read()
+            return RequestResult(time.perf_counter() - start, error=f"HTTP {reply.status}")
+        async for raw in reply.content:  # one server-sent event line at a time
+            if not raw.startswith(b"data: ") or raw.startswith(b"data: [DONE]"):
                 continue
-            chunk = json.loads(line[6:])
+            chunk = json.loads(raw[6:])
             now = time.perf_counter()
             if _has_text(chunk):
                 if first is None:
@@ -95,7 +99,7 @@ async def _streamed(client: httpx.AsyncClient, url: str, body: bytes) -> Request
                          ttft=None if first is None else first - start, gaps=gaps)
 
 
-async def run_level(client: httpx.AsyncClient, url: str, model: str, workload: Workload,
+async def run_level(session: aiohttp.ClientSession, url: str, model: str, workload: Workload,
                     concurrency: int, on_result: OnResult | None = None) -> LevelResult:
     """One level: ``concurrency`` clients until the level's requests or seconds are used."""
     limit = workload.level_requests(concurrency)
@@ -112,8 +116,8 @@ async def run_level(client: httpx.AsyncClient, url: str, model: str, workload: W
             body = json.dumps(workload.body(i, model)).encode()
             sent = time.perf_counter()
             try:
-                result = await send(client, url, body)
-            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                result = await send(session, url, body)
+            except FAILURES as exc:
                 result = RequestResult(time.perf_counter() - sent, error=_error_kind(exc))
             results.append(result)
             if on_result is not None:
@@ -125,16 +129,18 @@ async def run_level(client: httpx.AsyncClient, url: str, model: str, workload: W
 
 async def sweep_levels(base_url: str, api_key: str, model: str, workload: Workload,
                        on_result: OnResult | None = None) -> list[LevelResult]:
-    """Every level in order, over one client whose pool fits the largest level."""
+    """Every level in order, over one session whose pool fits the largest level."""
     most = max(workload.concurrency)
-    limits = httpx.Limits(max_connections=most, max_keepalive_connections=most)
-    timeout = httpx.Timeout(workload.timeout, connect=min(10.0, workload.timeout))
+    connector = aiohttp.TCPConnector(limit=most, limit_per_host=most)
+    timeout = aiohttp.ClientTimeout(total=workload.timeout,
+                                    sock_connect=min(10.0, workload.timeout))
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-    async with httpx.AsyncClient(limits=limits, timeout=timeout, headers=headers) as client:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                     headers=headers) as session:
         url = base_url.rstrip("/") + workload.path()
         levels = []
         for c in workload.concurrency:
-            levels.append(await run_level(client, url, model, workload, c, on_result))
+            levels.append(await run_level(session, url, model, workload, c, on_result))
             if levels[-1].ok == 0:
                 break  # nothing got through: more load would only repeat the errors
         return levels
