@@ -44,9 +44,15 @@ def _errors(level: LevelResult) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in sorted(level.errors.items())) or "0"
 
 
+def _numeric(cell: str) -> bool:
+    return cell == "-" or cell.rstrip("x").replace(".", "", 1).replace("/", "", 1).isdigit()
+
+
 def _grid(header: list[str], rows: list[list[str]]) -> str:
+    """Columns of numbers right-aligned, columns of words left-aligned."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+    right = [all(_numeric(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if right[i] else c.ljust(w) for i, (c, w) in
                        enumerate(zip(row, widths, strict=True))).rstrip()
              for row in [header, *rows]]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
@@ -73,10 +79,11 @@ def table(sweep: Sweep) -> str:
 
 def side_by_side(a: Sweep, b: Sweep) -> str:
     """Levels both sweeps ran, with B / A for each number (above 1: B is higher)."""
+    names = ("req/s", "out tok/s", "lat P95 s", "TTFT P95 ms")
     picked = [COLUMNS[0], COLUMNS[1], COLUMNS[3]] + ([COLUMNS[6]] if any(
         lv.ttft_p95 is not None for lv in a.levels + b.levels) else [])
     header = ["conc"]
-    for name, _, _ in picked:
+    for name in names[:len(picked)]:
         header += [f"A {name}", f"B {name}", "B/A"]
     b_levels = {lv.concurrency: lv for lv in b.levels}
     rows = []
@@ -119,7 +126,7 @@ def history(name: str, sweeps: list[Sweep]) -> str:
     """One line per earlier sweep: when, with what preset and layout, peak numbers."""
     if not sweeps:
         return f"no recorded sweeps for {name} (hpclaunch bench {name} records one)"
-    header = ["when", "preset", "layout", "levels", "best req/s", "best tok/s",
+    header = ["when", "preset", "layout", "flags", "levels", "best req/s", "best tok/s",
               "P95 s @ max conc", "errors"]
     rows = []
     for s in sweeps:
@@ -127,7 +134,7 @@ def history(name: str, sweeps: list[Sweep]) -> str:
         top = s.levels[-1] if s.levels else None
         rows.append([
             time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started)), s.preset or "-",
-            s.layout or "-", ",".join(str(lv.concurrency) for lv in s.levels),
+            s.layout or "-", s.flags or "-", ",".join(str(lv.concurrency) for lv in s.levels),
             _fmt(max((lv.req_per_s for lv in s.levels), default=None), "{:.2f}"),
             _fmt(best.tok_per_s if best else None, "{:.1f}"),
             _fmt(top.latency_p95 if top else None, "{:.3f}"),

@@ -103,6 +103,7 @@ class Sweep:
     levels: list[LevelResult]
     preset: str = ""
     layout: str = ""
+    flags: str = ""
     simulated: bool = False
 
     @property

@@ -134,6 +134,11 @@ def bench(names: tuple[str, ...], as_json: bool, csv_path: Path | None,
     from hpclaunch.bench.sweep import find
 
     workload = _workload(opts)
+    idle = [c for c in workload.concurrency if (workload.level_requests(c) or c) < c]
+    if idle:
+        click.echo(f"warning: --requests {workload.requests} is below concurrency "
+                   f"{','.join(map(str, idle))}: only {workload.requests} clients send there",
+                   err=True)
     targets = [find(name) for name in names]  # every name checked before any load
     sweeps = [_run_with_bar(target, workload) for target in targets]
     _record(sweeps, no_record)

@@ -70,7 +70,7 @@ def test_two_endpoints_side_by_side_with_their_ratio(hpc: HPC) -> None:
     text = run.stdout
     assert "A = wide" in text and "B = narrow" in text and "B/A" in text
     compared = text[text.index("B/A"):].splitlines()
-    row = next(line.split() for line in compared if line.startswith("4 "))
+    row = next(line.split() for line in compared if line.split()[:1] == ["4"])
     a_req, b_req, ratio = float(row[1]), float(row[2]), float(row[3].rstrip("x"))
     # One request at a time on B: at 4 clients it serves far fewer than A.
     assert ratio < 0.6 and abs(ratio - b_req / a_req) < 0.02
