@@ -88,6 +88,15 @@ def test_a_phase_without_a_bar_says_how_long_it_has_run() -> None:
     assert tracker.progress().line() == "torch.compile, 0:45 so far"
 
 
+def test_older_wording_is_read_too() -> None:
+    # vLLM 0.8-0.11: "torch.compile takes"; V0 "Capturing the model for CUDA graphs".
+    tracker = fed(f"{P}[monitor.py:33] torch.compile takes 21.60 s in total\n")
+    assert dict(tracker.progress().done) == {COMPILE: 21.6}
+    tracker.feed(f"{P}[model_runner.py:1311] Capturing the model for CUDA graphs. This may "
+                 "lead to unexpected consequences if the model is not static.\n")
+    assert tracker.progress().phase == GRAPHS
+
+
 def test_lines_split_across_reads_are_joined() -> None:
     text = "".join(SHARDS[:6])
     tracker = fed(text[:37], text[37:101], text[101:])
