@@ -13,8 +13,10 @@ Modules, in the order a start-up uses them: :mod:`~hpclaunch.standin.cli` (entry
 :mod:`~hpclaunch.standin.settings` (command line and knobs), :mod:`~hpclaunch.standin.memory`
 (the simulated GPU budget), :mod:`~hpclaunch.standin.logwriter` (vLLM's line format),
 :mod:`~hpclaunch.standin.process` (start-up, stats lines, shutdown),
+:mod:`~hpclaunch.standin.loading` (the progress lines while loading),
 :mod:`~hpclaunch.standin.failures` (what vLLM prints when it fails),
-:mod:`~hpclaunch.standin.simulation` (engine counters, replies) and
+:mod:`~hpclaunch.standin.simulation` (engine counters, replies),
+:mod:`~hpclaunch.standin.latency` (how long steps take under load) and
 :mod:`~hpclaunch.standin.server` (the HTTP routes).
 
 The very first line says it is a simulation, and it is still a parseable vLLM log line::
