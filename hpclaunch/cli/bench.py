@@ -85,7 +85,8 @@ def _run_with_bar(target: Any, workload: Any) -> Any:
 
 
 @cli.command(epilog=EPILOG_BENCH)
-@click.argument("names", nargs=-1, required=True, shell_complete=complete_names)
+@click.argument("names", nargs=-1, required=True, metavar="NAME [NAME2]",
+                shell_complete=complete_names)
 @click.option("--concurrency", "-c", help="Concurrency levels, comma-separated [1,4,16,64].")
 @click.option("--requests", "-n", type=click.IntRange(min=1),
               help="Requests per level [4 per concurrent client, at least 16].")
