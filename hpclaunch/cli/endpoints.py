@@ -115,14 +115,25 @@ def raw_assignments(items: list[str], what: str) -> dict[str, str]:
 def _wait_and_report(name: str, timeout: float, as_json: bool, quiet: bool = False) -> None:
     from hpclaunch import api
 
-    last = {"line": ""}
+    last = {"line": "", "phase": "", "loading": ""}
     tty = sys.stderr.isatty()
+    started = time.monotonic()
+
+    def loading(progress: Any) -> None:
+        # A terminal gets the phase in its live line; a log file one line per phase.
+        last["loading"] = progress.line()
+        if not tty and progress.phase and progress.phase != last["phase"]:
+            last["phase"] = progress.phase
+            click.echo(f"{name}: STARTING {human_age(time.monotonic() - started)} - "
+                       f"{last['loading']}", err=True)
 
     def progress(rec: Any, elapsed: float) -> None:
         if quiet:
             return
         line = f"{rec.name}: {rec.state} {human_age(elapsed)}"
-        if rec.reason:
+        if tty and rec.state == "STARTING" and last["loading"]:
+            line += f" - {last['loading']}"
+        elif rec.reason:
             line += f" - {rec.reason}"
         if line.split(" ", 2)[1:2] == last["line"].split(" ", 2)[1:2] and not tty and \
                 rec.reason and last["line"].endswith(rec.reason):
@@ -133,7 +144,8 @@ def _wait_and_report(name: str, timeout: float, as_json: bool, quiet: bool = Fal
             click.echo(line, err=True)
         last["line"] = line
 
-    rec = api.wait(name, timeout=timeout, on_progress=progress)
+    rec = api.wait(name, timeout=timeout, on_progress=progress,
+                   on_loading=None if quiet else loading)
     if tty and not quiet:
         click.echo("", err=True)
     if as_json:

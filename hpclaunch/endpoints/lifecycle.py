@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpclaunch.config import ClusterProfile
 from hpclaunch.endpoints.launch import with_scheduler
 from hpclaunch.errors import UserError
-from hpclaunch.registry import ENDED, FAILED, READY, Record, Registry
+from hpclaunch.registry import ENDED, FAILED, READY, STARTING, Record, Registry
 from hpclaunch.schedulers.base import JobState
+
+if TYPE_CHECKING:
+    from hpclaunch.vllm.progress import LoadProgress
 
 STATUS_FAILURE_BUDGET = 3  # consecutive failed status queries before `wait` gives up
 # A name reserved by a submit that never recorded a job id (the submit was killed -9,
@@ -151,6 +154,7 @@ def wait(
     registry: Registry | None = None,
     on_progress: Callable[[Record, float], None] | None = None,
     poll: float = 0.5,
+    on_loading: Callable[[LoadProgress], None] | None = None,
 ) -> Record:
     """Poll until READY or a final state.
 
@@ -158,10 +162,14 @@ def wait(
     reads, so READY is noticed within a second); the scheduler is asked less
     often, backing off from 1 s to 10 s, so a long wait does not hammer
     slurmctld. One transport (one SSH connection) serves the whole wait.
+    With ``on_loading``, each poll while STARTING also reads what the log gained and
+    passes the loading phase (weights %, torch.compile, CUDA graphs, ...) before
+    ``on_progress`` is called.
     """
     from hpclaunch.endpoints.status import apply, observe
     from hpclaunch.remote.connect import transport_for
     from hpclaunch.schedulers import scheduler_for
+    from hpclaunch.vllm.progress import LogFollower
 
     registry = registry or Registry()
     rec = registry.get(name)
@@ -186,6 +194,7 @@ def wait(
         scheduler = scheduler_for(profile, transport)
         job: JobState | None = None
         next_query, query_delay, failures = 0.0, 1.0, 0
+        follower = LogFollower()
         while True:
             now = time.monotonic()
             if job is None or now >= next_query or job.left_queue:
@@ -205,6 +214,8 @@ def wait(
             if changes:
                 rec = registry.update(name, **changes) or rec
             elapsed = time.monotonic() - start
+            if on_loading and rec.state == STARTING and (rec.log_path or obs.log_path):
+                on_loading(follower.poll(transport, rec.log_path or obs.log_path))
             if on_progress:
                 on_progress(rec, elapsed)
             if rec.state in (READY, FAILED, ENDED):

@@ -1,5 +1,5 @@
 import sys
 
-from hpclaunch.standin.server import main
+from hpclaunch.standin.cli import main
 
 sys.exit(main())

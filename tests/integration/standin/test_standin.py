@@ -36,6 +36,9 @@ STATS_LINE = re.compile(
     r"\[loggers\.py:\d+\] Engine (?P<engine>\d{3}): Avg prompt throughput: (?P<prompt>\d+\.\d) "
     r"tokens/s, Avg generation throughput: (?P<gen>\d+\.\d) tokens/s, Running: \d+ reqs, "
     r"Waiting: \d+ reqs, GPU KV cache usage: \d+\.\d%, Prefix cache hit rate: \d+\.\d%$")
+# tqdm bars (checkpoint shards, CUDA graph capture), updates separated by \r.
+TQDM_LINE = re.compile(r"^(?:Loading safetensors checkpoint shards: +\d+% Completed \| "
+                       r"|Capturing CUDA graphs \([^)]+\): +\d+%\|)")
 KV_LINE = re.compile(r"GPU KV cache size: (?P<tokens>[\d,]+) tokens, Maximum concurrency for "
                      r"(?P<len>[\d,]+) tokens per request: (?P<conc>\d+\.\d\d)x")
 
@@ -186,6 +189,8 @@ def test_it_is_ready_in_under_a_second_with_vllms_startup_lines_in_order(standin
                  for fragment in expected]
     assert positions == sorted(positions)
     for line in lines[:positions[-1] + 1]:
+        if TQDM_LINE.match(line):
+            continue  # progress bars carry no process prefix in vLLM either
         assert line.startswith("(") and " pid=" in line, line
         if "INFO:     " not in line:
             assert LOGGER_LINE.match(line), line
@@ -388,6 +393,32 @@ def test_a_request_in_flight_shows_as_running_and_using_kv_cache(standin: Any) -
     worker.join(timeout=5)
     assert done == [200]
     assert _metric(s.request("/metrics")[1].decode(), "vllm:num_requests_running") == 0
+
+
+def test_past_max_num_seqs_requests_wait_and_show_as_waiting(standin: Any) -> None:
+    s = standin("--served-model-name", "m", "--max-num-seqs", "1",
+                env={"HPCLAUNCH_STANDIN_TOKEN_DELAY": "0.05", "VLLM_LOG_STATS_INTERVAL": "0.2"})
+    done: list[float] = []
+
+    def ask() -> None:
+        start = time.monotonic()
+        assert s.chat("one two three", "m", max_tokens=4)[0] == 200
+        done.append(time.monotonic() - start)
+
+    workers = [threading.Thread(target=ask) for _ in range(3)]
+    for w in workers:
+        w.start()
+    deadline = time.monotonic() + 3
+    waiting = 0.0
+    while time.monotonic() < deadline and waiting < 2:
+        text = s.request("/metrics")[1].decode()
+        waiting = _metric(text, "vllm:num_requests_waiting")
+    assert waiting == 2 and _metric(text, "vllm:num_requests_running") == 1
+    for w in workers:
+        w.join(timeout=5)
+    # One at a time: the last of three took about three times as long as the first.
+    assert sorted(done)[-1] > 2.5 * sorted(done)[0]
+    assert s.wait_for(re.compile(r"Running: 1 reqs, Waiting: [12] reqs"))
 
 
 def test_every_request_is_recorded_with_its_model_and_key(standin: Any, tmp_path: Path) -> None:
