@@ -16,6 +16,7 @@ from hpclaunch.errors import UserError
 
 SCHEDULERS = ("local", "slurm", "pbs")
 PBS_DIALECTS = ("pbspro", "torque")
+TRANSPORTS = ("paramiko", "openssh")
 
 
 def state_dir() -> Path:
@@ -67,12 +68,18 @@ class ClusterProfile:
     name: str = "local"
     scheduler: str = "local"
     pbs_dialect: str = "pbspro"
-    # SSH: "user@host" or "host"; None runs commands on this machine.
+    # SSH: "user@host" or "host" (an alias of ~/.ssh/config works); None runs commands on
+    # this machine. Unset port/user/ssh_key/known_hosts come from ~/.ssh/config.
     host: str | None = None
-    port: int = 22
+    port: int | None = None
     user: str | None = None
     ssh_key: str | None = None
     known_hosts: str | None = None
+    # "paramiko" (built in, one connection per call) or "openssh" (the system ssh through a
+    # master connection that `hpclaunch login` opens, for sites with MFA).
+    transport: str = "paramiko"
+    # How long an idle `hpclaunch login` master stays open (ssh's ControlPersist).
+    control_persist: str = "8h"
     # Where jobs write logs, endpoint files and keys; must be visible to both the
     # compute node and the machine hpclaunch runs on (a shared filesystem).
     results_dir: str | None = None
@@ -125,6 +132,10 @@ class ClusterProfile:
         if profile.scheduler not in SCHEDULERS:
             raise UserError(
                 f"{source}: cluster {name!r}: scheduler must be one of {', '.join(SCHEDULERS)}"
+            )
+        if profile.transport not in TRANSPORTS:
+            raise UserError(
+                f"{source}: cluster {name!r}: transport must be one of {', '.join(TRANSPORTS)}"
             )
         if profile.pbs_dialect not in PBS_DIALECTS:
             raise UserError(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import getpass
 import logging
 import posixpath
 import secrets
@@ -87,16 +86,10 @@ class SSHTransport:
 
     @classmethod
     def from_profile(cls, cluster: Any) -> SSHTransport:
-        host = str(cluster.host)
-        user = getattr(cluster, "user", None)
-        if "@" in host:
-            user_part, host = host.split("@", 1)
-            user = user or user_part
-        return cls(SSHTarget(
-            host=host, port=int(getattr(cluster, "port", None) or 22),
-            user=user or getpass.getuser(), ssh_key=getattr(cluster, "ssh_key", None),
-            known_hosts=getattr(cluster, "known_hosts", None),
-        ))
+        """The profile's ``host`` as ``~/.ssh/config`` resolves it (aliases, jump hosts)."""
+        from hpclaunch.remote.sshconfig import target_for
+
+        return cls(target_for(cluster))
 
     # -- connection ----------------------------------------------------------------
     @property
