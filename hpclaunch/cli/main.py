@@ -60,6 +60,8 @@ LAZY_COMMANDS = {
     "stats": "cli.stats", "watch": "cli.stats", "advise": "cli.stats",
     "export": "cli.eval", "env": "cli.eval", "eval": "cli.eval",
     "tunnel": "cli.ssh",
+    "login": "cli.login", "logout": "cli.login",
+    "cluster": "cli.cluster",
 }
 
 

@@ -1,0 +1,164 @@
+"""The system ``ssh`` with one master connection per cluster (``transport: openssh``).
+
+Sites with MFA ask for a one-time code on every new connection, so hpclaunch cannot
+open one per call. OpenSSH's connection sharing solves it: ``hpclaunch login CLUSTER``
+opens a master connection interactively (the password/MFA prompt happens there, on
+the user's terminal), and every later call is a client of that master over a Unix
+socket hpclaunch owns (``<state dir>/ssh/<hash>``, in a 0700 directory). The master
+stays up for the profile's ``control_persist`` after its last use; ``hpclaunch logout``
+closes it.
+
+Calls after the login never open a connection of their own: they run with
+``BatchMode=yes`` (no prompt can appear) and ``ProxyCommand=false``, which ssh
+would run only if the master were gone. So a missing or expired
+master is a one-line "run hpclaunch login CLUSTER", never a hang on a prompt and
+never a second connection.
+
+Everything else ssh knows (``~/.ssh/config`` aliases, ``ProxyJump``, agent, keys)
+applies to the master as it would to ``ssh HOST``; ``StrictHostKeyChecking=yes`` is
+always passed, so an unknown or changed host key is refused whatever the config says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpclaunch.config import state_dir
+from hpclaunch.errors import UserError
+
+# What ssh says when the connection had to go through our ProxyCommand (``false``),
+# which happens only when there is no master to multiplex over.
+NO_MASTER_SIGNS = ("UNKNOWN port 65535", "kex_exchange_identification", "banner exchange")
+# Unix socket paths are limited to 108 bytes (104 on macOS), the terminating NUL included.
+MAX_SOCKET_PATH = 100
+CONNECT_TIMEOUT_S = 15
+
+
+@dataclass(frozen=True)
+class OpenSSHTarget:
+    """A cluster's login node as the system ssh reaches it, and its master socket."""
+
+    cluster: str
+    destination: str
+    options: tuple[str, ...]
+    control_path: Path
+    persist: str
+
+    @classmethod
+    def from_profile(cls, profile: Any) -> OpenSSHTarget:
+        host = str(profile.host)
+        options: list[str] = []
+        if getattr(profile, "port", None):
+            options += ["-p", str(int(profile.port))]
+        if getattr(profile, "user", None) and "@" not in host:
+            options += ["-l", str(profile.user)]
+        if getattr(profile, "ssh_key", None):
+            key = os.path.expanduser(str(profile.ssh_key))
+            if not os.path.isfile(key):
+                raise UserError(f"ssh_key {key} (from clusters.yaml) does not exist")
+            options += ["-i", key, "-o", "IdentitiesOnly=yes"]
+        if getattr(profile, "known_hosts", None):
+            path = os.path.expanduser(str(profile.known_hosts))
+            if not os.path.isfile(path):
+                raise UserError(f"known_hosts file {path} (from clusters.yaml) does not exist")
+            options += ["-o", f"UserKnownHostsFile={path}"]
+        name = str(getattr(profile, "name", host))
+        digest = hashlib.sha256(f"{name}\0{host}\0{options}".encode()).hexdigest()[:16]
+        return cls(cluster=name, destination=host, options=tuple(options),
+                   control_path=socket_dir() / digest,
+                   persist=str(getattr(profile, "control_persist", None) or "8h"))
+
+    @property
+    def label(self) -> str:
+        return f"{self.destination} (openssh)"
+
+    def base_argv(self) -> list[str]:
+        """``ssh`` with the user's config, the profile's options and our socket."""
+        if len(str(self.control_path)) > MAX_SOCKET_PATH:
+            raise UserError(f"the SSH master socket path {self.control_path} is longer than "
+                            f"{MAX_SOCKET_PATH} characters; set XDG_STATE_HOME (or "
+                            "HPCLAUNCH_HOME) to a shorter directory")
+        return ["ssh", *_config_file_args(), "-S", str(self.control_path),
+                "-o", "StrictHostKeyChecking=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
+                *self.options]
+
+    def client_argv(self, *extra: str) -> list[str]:
+        """A client of the master: never prompts, never connects by itself."""
+        return [*self.base_argv(), "-T", "-o", "ControlMaster=no", "-o", "BatchMode=yes",
+                "-o", "ProxyCommand=false", *extra, "--", self.destination]
+
+    def no_master(self, stderr: str = "") -> UserError | None:
+        """The error to raise when there is no master (no socket, or ssh says so)."""
+        if not self.control_path.exists() or any(s in stderr for s in NO_MASTER_SIGNS):
+            return UserError(f"no SSH connection to cluster {self.cluster} is open (or it "
+                             f"expired); run hpclaunch login {self.cluster}")
+        return None
+
+
+def socket_dir() -> Path:
+    """Where master sockets live: only the user may reach them (0700)."""
+    path = state_dir() / "ssh"
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _config_file_args() -> list[str]:
+    """ssh reads ``~/.ssh/config`` of the passwd entry, not of ``$HOME``; when the two
+    differ (tests, shared accounts) the ``$HOME`` one is what paramiko would read too."""
+    home = os.path.expanduser("~")
+    try:
+        real = pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        real = home
+    if os.path.realpath(home) == os.path.realpath(real):
+        return []
+    config = os.path.join(home, ".ssh", "config")
+    return ["-F", config if os.path.isfile(config) else "/dev/null"]
+
+
+def master_running(target: OpenSSHTarget) -> bool:
+    if not target.control_path.exists():
+        return False
+    proc = subprocess.run([*target.base_argv(), "-O", "check", "--", target.destination],
+                          capture_output=True, text=True, timeout=CONNECT_TIMEOUT_S,
+                          check=False)
+    return proc.returncode == 0
+
+
+def login(target: OpenSSHTarget, *, batch: bool = False) -> bool:
+    """Open the master (prompts happen on the terminal); False if one was already open."""
+    if master_running(target):
+        return False
+    # A socket left by a master that died: ssh -M would refuse to replace it and log in
+    # without sharing.
+    target.control_path.unlink(missing_ok=True)
+    argv = [*target.base_argv(), "-o", "ControlMaster=yes",
+            "-o", f"ControlPersist={target.persist}", "-f", "-N"]
+    if batch:
+        argv += ["-o", "BatchMode=yes"]
+    # The terminal stays ssh's for the prompts (MFA menus print their text on stderr);
+    # ssh -f detaches from all three once logged in, so a caller's pipes are not held.
+    proc = subprocess.run([*argv, "--", target.destination], stdout=subprocess.DEVNULL,
+                          check=False)
+    if proc.returncode != 0:
+        raise UserError(f"login to cluster {target.cluster} ({target.destination}) failed: "
+                        f"ssh exited {proc.returncode} (its message is above; a host key "
+                        "warning means: check the key with your admins before anything else)")
+    return True
+
+
+def logout(target: OpenSSHTarget) -> bool:
+    """Close the master; False if none was open."""
+    if not master_running(target):
+        target.control_path.unlink(missing_ok=True)
+        return False
+    subprocess.run([*target.base_argv(), "-O", "exit", "--", target.destination],
+                   capture_output=True, text=True, timeout=CONNECT_TIMEOUT_S, check=False)
+    return True
