@@ -24,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import select
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,15 +80,16 @@ class OpenSSHTarget:
     def label(self) -> str:
         return f"{self.destination} (openssh)"
 
-    def base_argv(self) -> list[str]:
-        """``ssh`` with the user's config, the profile's options and our socket."""
+    def base_argv(self, *, shared: bool = True) -> list[str]:
+        """``ssh`` with the user's config, the profile's options and (``shared``) our
+        master socket."""
         if len(str(self.control_path)) > MAX_SOCKET_PATH:
             raise UserError(f"the SSH master socket path {self.control_path} is longer than "
                             f"{MAX_SOCKET_PATH} characters; set XDG_STATE_HOME (or "
                             "HPCLAUNCH_HOME) to a shorter directory")
-        return ["ssh", *_config_file_args(), "-S", str(self.control_path),
-                "-o", "StrictHostKeyChecking=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
-                *self.options]
+        socket = ["-S", str(self.control_path)] if shared else ["-o", "ControlPath=none"]
+        return ["ssh", *_config_file_args(), *socket, "-o", "StrictHostKeyChecking=yes",
+                "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", *self.options]
 
     def client_argv(self, *extra: str) -> list[str]:
         """A client of the master: never prompts, never connects by itself."""
@@ -143,15 +146,57 @@ def login(target: OpenSSHTarget, *, batch: bool = False) -> bool:
             "-o", f"ControlPersist={target.persist}", "-f", "-N"]
     if batch:
         argv += ["-o", "BatchMode=yes"]
-    # The terminal stays ssh's for the prompts (MFA menus print their text on stderr);
-    # ssh -f detaches from all three once logged in, so a caller's pipes are not held.
-    proc = subprocess.run([*argv, "--", target.destination], stdout=subprocess.DEVNULL,
-                          check=False)
-    if proc.returncode != 0:
+    # The terminal stays ssh's for the prompts (they go to /dev/tty; MFA menus print
+    # their text on stderr, which is relayed as it comes). ssh -f detaches from all
+    # three once logged in, so a caller's pipes are not held.
+    proc = subprocess.Popen([*argv, "--", target.destination], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    said = _relay(proc)
+    if proc.wait() != 0:
+        if any(sign in said for sign in NO_MASTER_SIGNS):
+            _diagnose_jump(target)
         raise UserError(f"login to cluster {target.cluster} ({target.destination}) failed: "
                         f"ssh exited {proc.returncode} (its message is above; a host key "
                         "warning means: check the key with your admins before anything else)")
     return True
+
+
+def _relay(proc: subprocess.Popen[bytes]) -> str:
+    """Copy ssh's stderr to ours as it comes, until it closes (or ssh has exited and
+    gone quiet: a detached child might keep the pipe); return what it said."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    said = bytearray()
+    while True:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        said += chunk
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+    proc.stderr.close()
+    return said.decode(errors="replace")
+
+
+def _diagnose_jump(target: OpenSSHTarget) -> None:
+    """ssh hides what a ProxyJump hop says when ControlPersist is on; when the login
+    failed before the login node spoke, try once more without sharing (BatchMode: no
+    prompt) so the hop's message, a changed host key above all, reaches the user."""
+    argv = [*target.base_argv(shared=False), "-o", "BatchMode=yes", "--",
+            target.destination, "true"]
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=2 * CONNECT_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return
+    if proc.returncode != 0 and proc.stderr.strip():
+        sys.stderr.write(proc.stderr)
+        sys.stderr.flush()
 
 
 def logout(target: OpenSSHTarget) -> bool:
