@@ -200,3 +200,38 @@ def get_cluster(name: str | None) -> ClusterProfile:
             f"(define it in {clusters_file()})"
         )
     return profiles[key]
+
+
+def save_cluster(name: str, settings: dict[str, Any], *, make_default: bool = False,
+                 replace: bool = False) -> Path:
+    """Add (or with ``replace``, overwrite) cluster ``name`` in clusters.yaml.
+
+    The settings are validated as a profile first; the file is rewritten atomically
+    and the previous one kept as ``clusters.yaml.bak`` (comments do not survive).
+    """
+    import re
+
+    import yaml
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
+        raise UserError(f"cluster name {name!r}: use letters, digits, '.', '_' and '-'")
+    path = clusters_file()
+    ClusterProfile.from_mapping(name, settings, f"cluster {name}")
+    data: dict[str, Any] = {}
+    if path.exists():
+        load_clusters()  # refuse to rewrite a file that does not parse
+        data = yaml.safe_load(path.read_text()) or {}
+    clusters = data.setdefault("clusters", {}) or {}
+    data["clusters"] = clusters
+    if name in clusters and not replace:
+        raise UserError(f"cluster {name} is already in {path}; add --force to replace it")
+    clusters[name] = settings
+    if make_default or "default" not in data:
+        data["default"] = name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    if path.exists():
+        os.replace(path, path.with_name(path.name + ".bak"))
+    os.replace(tmp, path)
+    return path
