@@ -4,7 +4,8 @@
 #   - PBS-style qsub/qstat/qdel (Debian's slurm-wlm-torque over that Slurm; a TaskProlog adds PBS_*),
 #   - a loopback sshd on 127.0.0.1:2222 with its own host and client keys,
 #   - "jump": a bastion sshd on 127.0.0.1:2223 (user hpcjump, forwarding only) and a "login node"
-#     sshd on 127.0.0.2:2224 that admits only connections the bastion makes (scripts/jump/).
+#     sshd on 127.0.0.2:2224 that admits only connections the bastion makes (scripts/jump/);
+#     plus an MFA login node on 127.0.0.2:2225 (key, then a keyboard-interactive code via PAM).
 #
 # Usage: bash scripts/services.sh install|start|stop|restart|status|env [slurm|sshd|jump|all]   (default all)
 #   install  apt packages (skipped when already installed), keys, config files; starts nothing
@@ -77,6 +78,16 @@ LOGIN_CONFIG=$JUMP_DIR/login_config
 LOGIN_PIDFILE=$JUMP_DIR/login_gate.pid
 LOGIN_LOG=$JUMP_DIR/login.log
 LOGIN_GATE=$HERE/jump/login_gate.py
+# The MFA login node: publickey,keyboard-interactive; PAM (pam_exec) compares the code with
+# $MFA_CODE_FILE. Its PAM file is bind-mounted over /etc/pam.d/sshd in a private mount
+# namespace of each of its sshd -i processes, so the machine's own PAM setup is untouched.
+MFA_PORT=2225
+MFA_CONFIG=$JUMP_DIR/mfa_config
+MFA_PAM=$JUMP_DIR/mfa_pam
+MFA_CHECK=$JUMP_DIR/mfa_check.sh
+MFA_CODE_FILE=$JUMP_DIR/mfa_code
+MFA_PIDFILE=$JUMP_DIR/mfa_gate.pid
+MFA_LOG=$JUMP_DIR/mfa.log
 
 LOCKFILE=/run/lock/hpclaunch-services.lock
 
@@ -563,6 +574,7 @@ configure_jump() {
     {
         echo "[$JUMP_HOST]:$JUMP_PORT $(cut -d' ' -f1,2 "$JUMP_DIR/bastion_host_ed25519.pub")"
         echo "[$LOGIN_HOST]:$LOGIN_PORT $(cut -d' ' -f1,2 "$JUMP_DIR/login_host_ed25519.pub")"
+        echo "[$LOGIN_HOST]:$MFA_PORT $(cut -d' ' -f1,2 "$JUMP_DIR/login_host_ed25519.pub")"
     } >"$tmp"
     install_if_changed "$JUMP_KNOWN_HOSTS" "$tmp" 0644 || true
 
@@ -581,7 +593,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 AllowTcpForwarding yes
-PermitOpen $LOGIN_HOST:$LOGIN_PORT
+PermitOpen $LOGIN_HOST:$LOGIN_PORT $LOGIN_HOST:$MFA_PORT
 PermitTTY no
 X11Forwarding no
 MaxStartups 64:30:128
@@ -607,7 +619,55 @@ LogLevel VERBOSE
 Subsystem sftp internal-sftp
 EOF
     install_if_changed "$LOGIN_CONFIG" "$tmp" 0644 && JUMP_CONFIG_CHANGED=1
+    configure_mfa
     return 0
+}
+
+configure_mfa() {
+    local tmp
+    [ -s "$MFA_CODE_FILE" ] || { echo 246810 >"$MFA_CODE_FILE"; chmod 0600 "$MFA_CODE_FILE"; }
+    tmp=$(mktemp)
+    cat >"$tmp" <<EOF
+#!/bin/sh
+# pam_exec expose_authtok: the answer to the prompt arrives on stdin.
+code=\$(head -c 64 | tr -d '\\000\\n')
+[ -n "\$code" ] && [ "\$code" = "\$(cat $MFA_CODE_FILE)" ]
+EOF
+    install_if_changed "$MFA_CHECK" "$tmp" 0755 || true
+    tmp=$(mktemp)
+    cat >"$tmp" <<EOF
+# PAM for the MFA login node of hpclaunch's tests (bind-mounted over /etc/pam.d/sshd).
+auth     required pam_exec.so expose_authtok quiet $MFA_CHECK
+# pam_exec has no credentials to set; without this, pam_setcred fails after a good code.
+auth     required pam_permit.so
+account  required pam_permit.so
+session  required pam_permit.so
+password required pam_deny.so
+EOF
+    install_if_changed "$MFA_PAM" "$tmp" 0644 && JUMP_CONFIG_CHANGED=1
+    tmp=$(mktemp)
+    sed -e 's/^KbdInteractiveAuthentication no/KbdInteractiveAuthentication yes/' \
+        -e 's/^UsePAM no/UsePAM yes/' -e 's/^PermitRootLogin .*/PermitRootLogin yes/' \
+        -e 's/^# "Login node"/# MFA "login node"/' "$LOGIN_CONFIG" >"$tmp"
+    echo "AuthenticationMethods publickey,keyboard-interactive" >>"$tmp"
+    install_if_changed "$MFA_CONFIG" "$tmp" 0644 && JUMP_CONFIG_CHANGED=1
+    return 0
+}
+
+start_mfa_gate() {
+    local i
+    alive "$MFA_PIDFILE" python3 && return 0
+    log "starting MFA login node gate on $LOGIN_HOST:$MFA_PORT"
+    setsid python3 "$LOGIN_GATE" "$LOGIN_HOST" "$MFA_PORT" "$(id -u "$JUMP_USER")" "$MFA_PIDFILE" \
+        "$MFA_LOG" -- /usr/bin/unshare -m /bin/sh -c \
+        "mount --bind $MFA_PAM /etc/pam.d/sshd && exec /usr/sbin/sshd -i -f $MFA_CONFIG -E $MFA_LOG" \
+        </dev/null >>"$MFA_LOG" 2>&1 9>&- &
+    for ((i = 0; i < 50; i++)); do
+        alive "$MFA_PIDFILE" python3 && return 0
+        sleep 0.1
+    done
+    tail_logs "$MFA_LOG"
+    die "the MFA login node gate did not start"
 }
 
 jump_ssh() {
@@ -631,7 +691,9 @@ start_jump() {
     if ((JUMP_CONFIG_CHANGED)); then
         stop_pidfile "$BASTION_PIDFILE" sshd 5
         stop_pidfile "$LOGIN_PIDFILE" python3 5
+        stop_pidfile "$MFA_PIDFILE" python3 5
     fi
+    /usr/sbin/sshd -t -f "$MFA_CONFIG" || die "sshd rejects $MFA_CONFIG"
     if ! alive "$BASTION_PIDFILE" sshd; then
         wait_port_closed "$JUMP_PORT" "bastion sshd"
         log "starting bastion sshd on $JUMP_HOST:$JUMP_PORT"
@@ -647,6 +709,7 @@ start_jump() {
             sleep 0.1
         done
     fi
+    start_mfa_gate
     jump_check || { tail_logs "$BASTION_LOG" "$LOGIN_LOG"; die "ssh through the bastion to the login node failed"; }
     if jump_ssh -p "$LOGIN_PORT" "$LOGIN_USER@$LOGIN_HOST" true 2>/dev/null; then
         die "the login node $LOGIN_HOST:$LOGIN_PORT admits direct connections (it must not)"
@@ -655,6 +718,7 @@ start_jump() {
 }
 
 stop_jump() {
+    stop_pidfile "$MFA_PIDFILE" python3 5
     stop_pidfile "$LOGIN_PIDFILE" python3 5
     stop_pidfile "$BASTION_PIDFILE" sshd 5
 }
@@ -680,6 +744,12 @@ env_jump() {
     echo "export HPCLAUNCH_TEST_JUMP_KNOWN_HOSTS=$JUMP_KNOWN_HOSTS"
     echo "# sshd -i of the login node logs every accepted connection here (tests count them)."
     echo "export HPCLAUNCH_TEST_LOGIN_LOG=$LOGIN_LOG"
+    if alive "$MFA_PIDFILE" python3; then
+        echo "# The MFA login node: key, then the code in the file at the keyboard-interactive prompt."
+        echo "export HPCLAUNCH_TEST_MFA_PORT=$MFA_PORT"
+        echo "export HPCLAUNCH_TEST_MFA_CODE_FILE=$MFA_CODE_FILE"
+        echo "export HPCLAUNCH_TEST_MFA_LOG=$MFA_LOG"
+    fi
 }
 
 # ------------------------------------------------------------------------------------------- main

@@ -21,12 +21,17 @@ always passed, so an unknown or changed host key is refused whatever the config 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pwd
 import select
+import signal
+import stat
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +42,9 @@ from hpclaunch.errors import UserError
 # What ssh says when the connection had to go through our ProxyCommand (``false``),
 # which happens only when there is no master to multiplex over.
 NO_MASTER_SIGNS = ("UNKNOWN port 65535", "kex_exchange_identification", "banner exchange")
-# Unix socket paths are limited to 108 bytes (104 on macOS), the terminating NUL included.
-MAX_SOCKET_PATH = 100
+# Unix socket paths are limited to 108 bytes (104 on macOS), the terminating NUL included,
+# and ssh -M first binds "<path>.<16 random characters>".
+MAX_SOCKET_PATH = 103 - 17
 CONNECT_TIMEOUT_S = 15
 
 
@@ -71,7 +77,7 @@ class OpenSSHTarget:
                 raise UserError(f"known_hosts file {path} (from clusters.yaml) does not exist")
             options += ["-o", f"UserKnownHostsFile={path}"]
         name = str(getattr(profile, "name", host))
-        digest = hashlib.sha256(f"{name}\0{host}\0{options}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(f"{name}\0{host}\0{options}".encode()).hexdigest()[:12]
         return cls(cluster=name, destination=host, options=tuple(options),
                    control_path=socket_dir() / digest,
                    persist=str(getattr(profile, "control_persist", None) or "8h"))
@@ -83,10 +89,6 @@ class OpenSSHTarget:
     def base_argv(self, *, shared: bool = True) -> list[str]:
         """``ssh`` with the user's config, the profile's options and (``shared``) our
         master socket."""
-        if len(str(self.control_path)) > MAX_SOCKET_PATH:
-            raise UserError(f"the SSH master socket path {self.control_path} is longer than "
-                            f"{MAX_SOCKET_PATH} characters; set XDG_STATE_HOME (or "
-                            "HPCLAUNCH_HOME) to a shorter directory")
         socket = ["-S", str(self.control_path)] if shared else ["-o", "ControlPath=none"]
         return ["ssh", *_config_file_args(), *socket, "-o", "StrictHostKeyChecking=yes",
                 "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", *self.options]
@@ -105,11 +107,29 @@ class OpenSSHTarget:
 
 
 def socket_dir() -> Path:
-    """Where master sockets live: only the user may reach them (0700)."""
+    """Where master sockets live: ``<state dir>/ssh``, which only the user may enter.
+
+    When that path is too long for a socket, the directory is reached through a short
+    symlink, ``/tmp/hpclaunch-ssh-<uid>-<hash>``, checked to be the user's own and to
+    point there (``/tmp`` is sticky: no one else can replace it).
+    """
     path = state_dir() / "ssh"
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
-    return path
+    if len(str(path)) + 13 <= MAX_SOCKET_PATH:
+        return path
+    tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+    link = Path(f"/tmp/hpclaunch-ssh-{os.getuid()}-{tag}")
+    try:
+        info = os.lstat(link)
+    except FileNotFoundError:
+        os.symlink(path.resolve(), link)
+        info = os.lstat(link)
+    if not (stat.S_ISLNK(info.st_mode) and info.st_uid == os.getuid()
+            and os.readlink(link) == str(path.resolve())):
+        raise UserError(f"{link} is not hpclaunch's link to {path}; remove it, or set "
+                        "XDG_STATE_HOME (or HPCLAUNCH_HOME) to a shorter directory")
+    return link
 
 
 def _config_file_args() -> list[str]:
@@ -149,8 +169,11 @@ def login(target: OpenSSHTarget, *, batch: bool = False) -> bool:
     # The terminal stays ssh's for the prompts (they go to /dev/tty; MFA menus print
     # their text on stderr, which is relayed as it comes). ssh -f detaches from all
     # three once logged in, so a caller's pipes are not held.
-    proc = subprocess.Popen([*argv, "--", target.destination], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    # The master outlives this terminal, and so must the `ssh -W` it runs for a ProxyJump,
+    # which stays in this process group: ssh keeps an ignored SIGHUP ignored (as nohup).
+    with _hangup_ignored():
+        proc = subprocess.Popen([*argv, "--", target.destination], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
     said = _relay(proc)
     if proc.wait() != 0:
         if any(sign in said for sign in NO_MASTER_SIGNS):
@@ -159,6 +182,19 @@ def login(target: OpenSSHTarget, *, batch: bool = False) -> bool:
                         f"ssh exited {proc.returncode} (its message is above; a host key "
                         "warning means: check the key with your admins before anything else)")
     return True
+
+
+@contextlib.contextmanager
+def _hangup_ignored() -> Iterator[None]:
+    """SIGHUP ignored while a child is started (dispositions are inherited at fork)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _relay(proc: subprocess.Popen[bytes]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -225,6 +226,7 @@ def _login(target: SSHTarget, role: str, sock: Any) -> paramiko.SSHClient:
             look_for_keys=not key_files, allow_agent=True,
             timeout=CONNECT_TIMEOUT, banner_timeout=CONNECT_TIMEOUT,
             auth_timeout=CONNECT_TIMEOUT, passphrase=None,
+            transport_factory=_no_prompt_transport(),  # type: ignore[arg-type]  # a Transport subclass
         )
     except paramiko.BadHostKeyException as exc:
         client.close()
@@ -240,6 +242,10 @@ def _login(target: SSHTarget, role: str, sock: Any) -> paramiko.SSHClient:
                         f"(ssh-add {key}) and retry, or use transport: openssh") from exc
     except paramiko.AuthenticationException as exc:
         client.close()
+        if NEEDS_CODE in str(exc):
+            raise UserError(f"{role} {target.label} accepted the key for {target.user} but "
+                            "asks for a password or one-time code too (MFA); set transport: "
+                            "openssh for this cluster and run hpclaunch login CLUSTER") from exc
         how = f"key {', '.join(key_files)}" if key_files else "ssh-agent and ~/.ssh keys"
         why = str(exc).rstrip(".")
         raise UserError(f"login to {who} refused ({how}): {why}; check user and ssh_key "
@@ -265,6 +271,28 @@ def _login(target: SSHTarget, role: str, sock: Any) -> paramiko.SSHClient:
     if transport is not None:
         transport.set_keepalive(KEEPALIVE_S)
     return client
+
+
+NEEDS_CODE = "asks for a password or code after the key"
+
+
+@functools.cache
+def _no_prompt_transport() -> type:
+    """paramiko's Transport, minus its console prompt.
+
+    After a key is accepted as the first of two factors, paramiko's SSHClient falls back
+    to ``auth_interactive_dumb``, which prints the server's prompt on stdout and reads
+    the answer from stdin with echo on: in a CLI that would swallow a command's stdin or
+    hang. Here that step fails instead; MFA sites use ``transport: openssh``.
+    """
+    import paramiko
+
+    class NoPromptTransport(paramiko.Transport):
+        def auth_interactive_dumb(self, username: str, handler: Any = None,
+                                  submethods: str = "") -> list[str]:
+            raise paramiko.AuthenticationException(NEEDS_CODE)
+
+    return NoPromptTransport
 
 
 def _load_known_hosts(client: paramiko.SSHClient, target: SSHTarget) -> str:
