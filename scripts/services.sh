@@ -657,6 +657,10 @@ EOF
 start_mfa_gate() {
     local i
     alive "$MFA_PIDFILE" python3 && return 0
+    if ! unshare -m true 2>/dev/null; then
+        log "warning: 'unshare -m' is not allowed here (needs CAP_SYS_ADMIN): no MFA login node"
+        return 0
+    fi
     log "starting MFA login node gate on $LOGIN_HOST:$MFA_PORT"
     setsid python3 "$LOGIN_GATE" "$LOGIN_HOST" "$MFA_PORT" "$(id -u "$JUMP_USER")" "$MFA_PIDFILE" \
         "$MFA_LOG" -- /usr/bin/unshare -m /bin/sh -c \
