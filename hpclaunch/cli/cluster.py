@@ -70,8 +70,11 @@ def add(name: str, make_default: bool, force: bool, no_input: bool, **given: Any
         if who == "remote" and not remote or who in ("slurm", "pbs") and who != scheduler:
             continue
         value = click.prompt(text, default=default, show_default=bool(default))
-        if str(value).strip():
-            answers[key] = int(value) if key == "gpus_per_node" else str(value).strip()
+        value = str(value).strip()
+        if key == "gpus_per_node" and value and not value.isdigit():
+            raise UserError(f"GPUs per node: {value!r} is not a whole number")
+        if value:
+            answers[key] = int(value) if key == "gpus_per_node" else value
     answers.setdefault("scheduler", "slurm")
     settings = {k.replace("_", "-"): v for k, v in answers.items()}
     try:

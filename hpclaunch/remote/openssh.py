@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import os
 import pwd
+import re
 import select
 import signal
 import stat
@@ -76,11 +77,15 @@ class OpenSSHTarget:
             if not os.path.isfile(path):
                 raise UserError(f"known_hosts file {path} (from clusters.yaml) does not exist")
             options += ["-o", f"UserKnownHostsFile={path}"]
+        persist = str(getattr(profile, "control_persist", None) or "8h")
+        if not re.fullmatch(r"yes|no|0|(\d+[smhdwSMHDW]?)+", persist):
+            raise UserError(f"control_persist {persist!r}: give a time such as 8h, 30m or "
+                            "3600 (seconds), or yes (until logout)")
         name = str(getattr(profile, "name", host))
         digest = hashlib.sha256(f"{name}\0{host}\0{options}".encode()).hexdigest()[:12]
         return cls(cluster=name, destination=host, options=tuple(options),
                    control_path=socket_dir() / digest,
-                   persist=str(getattr(profile, "control_persist", None) or "8h"))
+                   persist=persist)
 
     @property
     def label(self) -> str:
@@ -155,7 +160,7 @@ def master_running(target: OpenSSHTarget) -> bool:
     return proc.returncode == 0
 
 
-def login(target: OpenSSHTarget, *, batch: bool = False) -> bool:
+def login(target: OpenSSHTarget) -> bool:
     """Open the master (prompts happen on the terminal); False if one was already open."""
     if master_running(target):
         return False
@@ -164,8 +169,6 @@ def login(target: OpenSSHTarget, *, batch: bool = False) -> bool:
     target.control_path.unlink(missing_ok=True)
     argv = [*target.base_argv(), "-o", "ControlMaster=yes",
             "-o", f"ControlPersist={target.persist}", "-f", "-N"]
-    if batch:
-        argv += ["-o", "BatchMode=yes"]
     # The terminal stays ssh's for the prompts (they go to /dev/tty; MFA menus print
     # their text on stderr, which is relayed as it comes). ssh -f detaches from all
     # three once logged in, so a caller's pipes are not held.
