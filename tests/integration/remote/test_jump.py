@@ -210,7 +210,8 @@ def test_a_changed_bastion_host_key_is_refused_loudly(site: HPC, tmp_path: Path)
     line = one_error_line(out.stderr)
     assert f"host key of jump host {JUMP_HOST}:{JUMP_PORT} does NOT match {forged}" in line
     assert "someone is in the middle" in line
-    assert logins_accepted() == before and not site.registry_path.exists()
+    assert logins_accepted() == before
+    assert not site.registry_path.exists() or site.registry() == {}  # nothing recorded
 
 
 def test_strict_host_key_checking_no_in_the_config_does_not_weaken_the_check(
