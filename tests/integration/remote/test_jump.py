@@ -43,6 +43,7 @@ KNOWN_HOSTS = os.environ.get("HPCLAUNCH_TEST_JUMP_KNOWN_HOSTS",
                              "/etc/ssh/hpclaunch-jump/known_hosts")
 LOGIN_LOG = os.environ.get("HPCLAUNCH_TEST_LOGIN_LOG", "/etc/ssh/hpclaunch-jump/login.log")
 MODEL = "Qwen3-0.6B"
+REPO = Path(__file__).resolve().parents[3]
 START = "bash scripts/services.sh start jump"
 
 
@@ -110,6 +111,9 @@ def jump_profile(tmp_path: Path, **changes: object) -> dict[str, object]:
         "partition": os.environ.get("HPCLAUNCH_TEST_SLURM_PARTITION", "debug"),
         "gpus_per_node": 4, "python": sys.executable,
         "results_dir": str(tmp_path / "results"),
+        # The job's stand-in imports hpclaunch: the code under test, not whatever the
+        # shared environment has installed.
+        "env": {"PYTHONPATH": str(REPO)},
     }
     data.update(changes)
     return data
