@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,14 @@ import pytest
 from hpclaunch.config import ClusterProfile
 from hpclaunch.errors import UserError
 from hpclaunch.remote.openssh import OpenSSHTarget, socket_dir
+
+
+@pytest.fixture(autouse=True)
+def _short_state_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A state dir short enough for a socket path, so no /tmp link is made."""
+    with tempfile.TemporaryDirectory(prefix="hl", dir="/tmp") as short:
+        monkeypatch.setenv("HPCLAUNCH_HOME", short)
+        yield
 
 
 def target(**changes: object) -> OpenSSHTarget:
@@ -51,15 +60,12 @@ def test_missing_files_and_bad_persist_times_are_one_line_errors(tmp_path: Path)
     assert target(control_persist="1h30m").persist == "1h30m"
 
 
-def test_the_socket_directory_is_private_and_in_the_state_dir(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    with tempfile.TemporaryDirectory(prefix="hl", dir="/tmp") as short:
-        monkeypatch.setenv("HPCLAUNCH_HOME", short)
-        directory = socket_dir()
-        assert directory == Path(short) / "ssh"
-        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-        assert target().control_path.parent == directory
-        assert target().control_path != target(name="other").control_path
+def test_the_socket_directory_is_private_and_in_the_state_dir() -> None:
+    directory = socket_dir()
+    assert directory == Path(os.environ["HPCLAUNCH_HOME"]) / "ssh"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert target().control_path.parent == directory
+    assert target().control_path != target(name="other").control_path
 
 
 def test_a_state_dir_too_long_for_a_socket_is_reached_through_a_checked_link(
