@@ -18,6 +18,7 @@ from hpclaunch.validate import units
 
 SCHEDULERS = ("local", "slurm", "pbs")
 PBS_DIALECTS = ("pbspro", "torque")
+TRANSPORTS = ("paramiko", "openssh")
 
 
 def state_dir() -> Path:
@@ -71,10 +72,15 @@ class ClusterProfile:
     pbs_dialect: str = "pbspro"
     # SSH: "user@host" or "host"; None runs commands on this machine.
     host: str | None = None
-    port: int = 22
+    port: int | None = None
     user: str | None = None
     ssh_key: str | None = None
     known_hosts: str | None = None
+    # "paramiko" (built in, one connection per call) or "openssh" (the system ssh through a
+    # master connection that `hpclaunch login` opens, for sites with MFA).
+    transport: str = "paramiko"
+    # How long an idle `hpclaunch login` master stays open (ssh's ControlPersist).
+    control_persist: str = "8h"
     # Where jobs write logs, endpoint files and keys; must be visible to both the
     # compute node and the machine hpclaunch runs on (a shared filesystem).
     results_dir: str | None = None
@@ -199,3 +205,38 @@ def get_cluster(name: str | None) -> ClusterProfile:
             f"(define it in {clusters_file()})"
         )
     return profiles[key]
+
+
+def save_cluster(name: str, settings: dict[str, Any], *, make_default: bool = False,
+                 replace: bool = False) -> Path:
+    """Add (or with ``replace``, overwrite) cluster ``name`` in clusters.yaml.
+
+    The settings are validated as a profile first; the file is rewritten atomically
+    and the previous one kept as ``clusters.yaml.bak`` (comments do not survive).
+    """
+    import re
+
+    import yaml
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
+        raise UserError(f"cluster name {name!r}: use letters, digits, '.', '_' and '-'")
+    path = clusters_file()
+    ClusterProfile.from_mapping(name, settings, f"cluster {name}")
+    data: dict[str, Any] = {}
+    if path.exists():
+        load_clusters()  # refuse to rewrite a file that does not parse
+        data = yaml.safe_load(path.read_text()) or {}
+    clusters = data.setdefault("clusters", {}) or {}
+    data["clusters"] = clusters
+    if name in clusters and not replace:
+        raise UserError(f"cluster {name} is already in {path}; add --force to replace it")
+    clusters[name] = settings
+    if make_default or "default" not in data:
+        data["default"] = name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    if path.exists():
+        os.replace(path, path.with_name(path.name + ".bak"))
+    os.replace(tmp, path)
+    return path

@@ -61,6 +61,8 @@ LAZY_COMMANDS = {
     "export": "cli.eval", "env": "cli.eval", "eval": "cli.eval",
     "tunnel": "cli.ssh",
     "bench": "cli.bench",
+    "login": "cli.login", "logout": "cli.login",
+    "cluster": "cli.cluster",
 }
 
 

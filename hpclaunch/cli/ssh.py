@@ -44,7 +44,7 @@ def tunnel(name: str, local_port: int | None) -> None:
     try:
         click.echo(tun.url)
         click.echo(f"forwarding 127.0.0.1:{tun.local_port} -> {tun.remote_host}:"
-                   f"{tun.remote_port} via {tun.transport.target.label}; Ctrl-C stops",
+                   f"{tun.remote_port} via {tun.via}; Ctrl-C stops",
                    err=True)
         tun.serve_forever()
     except KeyboardInterrupt:

@@ -1,5 +1,8 @@
 """A local port forwarded to an endpoint's node through its login node (``ssh -L``).
 
+With ``transport: openssh`` the master connection does it (:class:`ForwardedTunnel`,
+``ssh -O forward -L``); with the built-in SSH, :class:`Tunnel` does it as follows.
+
 From a laptop, the URL in the registry names a compute node that only the login
 node can reach. :class:`Tunnel` listens on ``127.0.0.1:<local port>`` and relays
 each accepted connection over its own ``direct-tcpip`` channel of the (pooled)
@@ -28,6 +31,7 @@ from hpclaunch.config import state_dir
 from hpclaunch.errors import UserError
 
 if TYPE_CHECKING:
+    from hpclaunch.remote.openssh import OpenSSHTarget
     from hpclaunch.remote.ssh import SSHTransport
 
 BIND_HOST = "127.0.0.1"
@@ -165,6 +169,10 @@ class Tunnel:
             _write_state(name, {"pid": os.getpid(), "local_port": self.local_port,
                                 "url": self.url, "remote": f"{remote_host}:{remote_port}"})
 
+    @property
+    def via(self) -> str:
+        return self.transport.target.label
+
     def __enter__(self) -> Tunnel:
         return self.start()
 
@@ -214,3 +222,81 @@ class Tunnel:
             self._thread.join(timeout=2 * ACCEPT_POLL_S + 1)
         if self.name:
             _remove_state(self.name)
+
+
+class ForwardedTunnel:
+    """``ssh -O forward -L`` on an ``hpclaunch login`` master: the master process listens
+    on ``127.0.0.1:local_port``; :meth:`close` cancels the forward.
+
+    The same interface as :class:`Tunnel`. If this process is killed without
+    :meth:`close`, the forward stays until ``hpclaunch logout``.
+    """
+
+    def __init__(self, target: OpenSSHTarget, remote_host: str, remote_port: int, *,
+                 local_port: int = 0, name: str | None = None,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self.target = target
+        self.remote_host = remote_host
+        self.remote_port = remote_port
+        self.name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.local_port = local_port or _free_port()
+        host = f"[{remote_host}]" if ":" in remote_host else remote_host
+        self._spec = f"{BIND_HOST}:{self.local_port}:{host}:{remote_port}"
+        self._control("forward")
+        self.url = f"http://{BIND_HOST}:{self.local_port}/v1"
+        if name:
+            _write_state(name, {"pid": os.getpid(), "local_port": self.local_port,
+                                "url": self.url, "remote": f"{remote_host}:{remote_port}"})
+
+    @property
+    def via(self) -> str:
+        return self.target.label
+
+    def _control(self, op: str) -> None:
+        import subprocess
+
+        argv = [*self.target.base_argv(), "-O", op, "-L", self._spec, "--",
+                self.target.destination]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        if proc.returncode == 0 or op == "cancel":
+            return
+        if not self.target.control_path.exists():
+            raise UserError(f"no SSH connection to cluster {self.target.cluster} is open (or "
+                            f"it expired); run hpclaunch login {self.target.cluster}")
+        why = " ".join(proc.stderr.split()) or f"ssh exited {proc.returncode}"
+        raise UserError(f"cannot forward {BIND_HOST}:{self.local_port} through the SSH master "
+                        f"({why}); pick another --local-port or leave it out")
+
+    def __enter__(self) -> ForwardedTunnel:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> ForwardedTunnel:
+        """The master already forwards; a thread only keeps the same interface."""
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Block until :meth:`close` (the master does the forwarding)."""
+        while not self._stop.wait(ACCEPT_POLL_S):
+            pass
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            self._control("cancel")
+        if self.name:
+            _remove_state(self.name)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((BIND_HOST, 0))
+        return int(probe.getsockname()[1])

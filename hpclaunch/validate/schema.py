@@ -220,6 +220,8 @@ class ClusterSpec(msgspec.Struct, kw_only=True, rename="kebab", forbid_unknown_f
     user: str | None = None
     ssh_key: str | None = None
     known_hosts: str | None = None
+    transport: Literal["paramiko", "openssh"] | None = None
+    control_persist: str | None = None
     results_dir: str | None = None
     partition: Text | None = None
     account: Text | None = None
