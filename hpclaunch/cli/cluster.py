@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import click
@@ -107,6 +106,8 @@ def list_clusters() -> None:
 @click.argument("name")
 def show(name: str) -> None:
     """Profile NAME as hpclaunch reads it, and how its login node is reached."""
+    from dataclasses import fields
+
     import yaml
 
     from hpclaunch.config import ClusterProfile, get_cluster
@@ -114,7 +115,7 @@ def show(name: str) -> None:
     profile = get_cluster(name)
     defaults = ClusterProfile()
     data = {f.name.replace("_", "-"): getattr(profile, f.name)
-            for f in dataclasses.fields(profile)
+            for f in fields(profile)
             if f.name != "name" and getattr(profile, f.name) != getattr(defaults, f.name)}
     click.echo(f"{name}:")
     click.echo("\n".join(f"  {line}" for line in
