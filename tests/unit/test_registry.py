@@ -111,3 +111,86 @@ def test_public_view_hides_the_key() -> None:
     rec.host, rec.port = "node1", 8001
     view = rec.public()
     assert "api_key" not in view and view["url"] == "http://node1:8001/v1"
+
+
+# -- reserve first, then act ------------------------------------------------------------
+
+
+def reservation(name: str, submission: str) -> Record:
+    rec = record(name)
+    rec.job_id, rec.submission = "", submission
+    return rec
+
+
+def test_a_reservation_blocks_the_name_until_released(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "registry.json")
+    assert reg.reserve(reservation("n", "s1")) is None
+    with pytest.raises(UserError, match="already exists .PENDING, being submitted"):
+        reg.reserve(reservation("n", "s2"))
+    assert reg.release("n", "s2", None) is False  # not s2's to release
+    assert reg.release("n", "s1", None) is True
+    assert reg.load() == {}
+
+
+def test_release_puts_back_the_ended_entry_it_replaced(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "registry.json")
+    reg.add(record("n", state=ENDED))
+    previous = reg.reserve(reservation("n", "s1"))
+    assert previous is not None and previous.state == ENDED
+    reg.release("n", "s1", previous)
+    assert reg.get("n").state == ENDED
+
+
+def test_a_recorded_job_is_never_released(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "registry.json")
+    reg.reserve(reservation("n", "s1"))
+    assert reg.claimed("n", "s1", job_id="77") is not None
+    assert reg.release("n", "s1", None) is False
+    assert reg.get("n").job_id == "77"
+
+
+def test_claimed_refuses_a_stopped_or_replaced_reservation(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "registry.json")
+    reg.reserve(reservation("n", "s1"))
+    reg.update("n", state=ENDED)
+    assert reg.claimed("n", "s1", job_id="77") is None  # the submit must cancel its job
+    assert reg.claimed("n", "other", job_id="77") is None
+
+
+def test_an_unwritable_registry_is_one_user_error(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "registry.json")
+    (tmp_path / "registry.json.lock").mkdir()
+    with pytest.raises(UserError, match="cannot write the registry"):
+        reg.reserve(reservation("n", "s1"))
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"port": "x"}, "endpoints.'a': port: expected int, got str"),
+    ({"layout": {"dp": True}}, "layout"),
+    ({"vllm_args": "--x"}, "vllm_args: expected array"),
+    ({"state": "RUNNING"}, "state: 'RUNNING' is not one of"),
+    ({"name": "b"}, "its name field says 'b'"),
+    ({"port": 70000}, "not a port number"),
+])
+def test_entries_of_the_wrong_shape_are_named(tmp_path: Path, change: dict, words: str) -> None:
+    entry = {**record("a").to_json(), **change}
+    path = tmp_path / "registry.json"
+    text = json.dumps({"schema": 1, "endpoints": {"a": entry}})
+    path.write_text(text)
+    with pytest.raises(UserError, match="corrupt") as info:
+        Registry(path).load()
+    assert words in str(info.value)
+    assert path.read_text() == text
+
+
+def test_fields_from_a_newer_hpclaunch_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "registry.json"
+    entry = {**record("a").to_json(), "fleet": {"replicas": 2}}
+    path.write_text(json.dumps({"schema": 1, "endpoints": {"a": entry}}))
+    assert Registry(path).get("a").name == "a"
+
+
+@pytest.mark.parametrize("name", ["nl\n", "a b", "-x", "x" * 64, "", "a/b"])
+def test_names_must_match_whole(name: str) -> None:
+    with pytest.raises(UserError, match="invalid endpoint name"):
+        check_name(name)
