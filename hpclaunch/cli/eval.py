@@ -1,6 +1,7 @@
 """CLI: ``export``, ``env`` and ``eval`` - endpoint names for eval tools.
 
-Thin wrappers over :mod:`hpclaunch.eval.export` and :mod:`hpclaunch.eval.runner`.
+Thin wrappers over :mod:`hpclaunch.eval.export`, :mod:`hpclaunch.eval.shell` and
+:mod:`hpclaunch.eval.runner`.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def env_cmd(name: str | None, all_ready: bool, wait_ready: bool, timeout: float)
     OPENAI_BASE_URL, OPENAI_API_KEY, HPCLAUNCH_KEY_<NAME> (what an exported
     registry's `key` names) and HPCLAUNCH_MODEL (the served model name).
     """
-    from hpclaunch.eval.export import env_all_text, env_text, ready_endpoints
+    from hpclaunch.eval.export import ready_endpoints
+    from hpclaunch.eval.shell import env_all_text, env_text
 
     if all_ready == bool(name):
         raise UserError("give an endpoint NAME or --all (not both)")

@@ -156,7 +156,7 @@ def build_command(ep: Endpoint, env_id: str, vf_args: list[str], vf: VfEval, wor
 
 def _build_legacy(ep: Endpoint, env_id: str, args: list[str], vf: VfEval, workdir: Path,
                   max_tokens_default: int, context: int | None) -> EvalCommand:
-    from hpclaunch.eval.export import REGISTRY_HEADER, registry_block
+    from hpclaunch.eval.vf03_registry import REGISTRY_HEADER, registry_block
 
     clash = _has_option(args, LEGACY_RESERVED)
     if clash:
@@ -197,7 +197,7 @@ def _build_legacy(ep: Endpoint, env_id: str, args: list[str], vf: VfEval, workdi
 
 def _build_v1(ep: Endpoint, env_id: str, args: list[str], vf: VfEval, workdir: Path,
               max_tokens_default: int, context: int | None) -> EvalCommand:
-    from hpclaunch.eval.export import v1_config
+    from hpclaunch.eval.vf04_configs import v1_config
 
     clash = _has_option(args, V1_RESERVED)
     if clash:

@@ -1,4 +1,5 @@
-"""Specification of hpclaunch.eval.export and the pure half of hpclaunch.eval.runner.
+"""Specification of the exports (hpclaunch.eval.vf03_registry, vf04_configs, shell)
+and the pure half of hpclaunch.eval.runner.
 
 Registry merging, the 0.4 config shape, shell quoting, the reasoning rule and the
 A/B table are pure functions of their inputs, so they are tested on canned
@@ -19,16 +20,12 @@ import tomllib
 
 from hpclaunch.endpoints.resolve import Endpoint, key_var
 from hpclaunch.errors import UserError
-from hpclaunch.eval.export import (
-    env_text,
-    merge_registry,
-    split_registry,
-    v1_config,
-    write_registry,
-    write_v1_dir,
-)
+from hpclaunch.eval.files import atomic_write
 from hpclaunch.eval.measure import RunStats, compare_table, parse_metrics
 from hpclaunch.eval.runner import build_command
+from hpclaunch.eval.shell import env_text
+from hpclaunch.eval.vf03_registry import merge_registry, split_registry, write_registry
+from hpclaunch.eval.vf04_configs import v1_config, write_v1_dir
 from hpclaunch.eval.vfeval import VfEval, generation_from_script, reasoning_max_tokens
 from hpclaunch.registry import ENDED, FAILED, READY, STARTING, Record
 
@@ -334,7 +331,6 @@ def test_compare_table_puts_endpoints_side_by_side_with_a_ratio() -> None:
 
 
 def test_exported_env_file_is_private(tmp_path: Path) -> None:
-    from hpclaunch.eval.export import atomic_write
 
     target = tmp_path / "keys.sh"
     atomic_write(target, "export K=v\n", secret=True)
