@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hpclaunch.config import state_dir
-from hpclaunch.errors import UserError
+from hpclaunch.errors import NotFoundError, UserError
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -137,7 +137,7 @@ class Registry:
     def get(self, name: str) -> Record:
         records = self.load()
         if name not in records:
-            raise UserError(unknown_name_message(name, records))
+            raise NotFoundError(unknown_name_message(name, records))
         return records[name]
 
     # -- writing -----------------------------------------------------------------
@@ -206,7 +206,7 @@ class Registry:
     def remove(self, name: str) -> Record:
         with self.transaction() as records:
             if name not in records:
-                raise UserError(unknown_name_message(name, records))
+                raise NotFoundError(unknown_name_message(name, records))
             rec = records[name]
             if not rec.final:
                 raise UserError(

@@ -17,7 +17,7 @@ from hpclaunch.cli.common import (
     table,
 )
 from hpclaunch.cli.main import cli
-from hpclaunch.errors import UserError
+from hpclaunch.errors import EndpointStateError, UserError
 
 EPILOG_SUBMIT = """\b
 Examples:
@@ -141,7 +141,7 @@ def _wait_and_report(name: str, timeout: float, as_json: bool, quiet: bool = Fal
     elif rec.state == "READY":
         click.echo(f"{rec.name} is READY at {rec.url} (model {rec.served_model_name!r})")
     if rec.state != "READY":
-        raise UserError(f"{rec.name} is {rec.state}: {rec.reason}")
+        raise EndpointStateError(f"{rec.name} is {rec.state}: {rec.reason}", state=rec.state)
 
 
 @cli.command()
@@ -209,7 +209,10 @@ def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
 @click.argument("name", shell_complete=complete_names)
 @click.option("--json", "as_json", is_flag=True, help="JSON object (no API key).")
 def status(name: str, as_json: bool) -> None:
-    """State, job, node, port, log path and the last stats line of NAME."""
+    """State, job, node, port, log path and the last stats line of NAME.
+
+    Exits 0 when READY, 4 not ready yet (or UNHEALTHY), 5 FAILED, 6 ENDED, 3 unknown name.
+    """
     from hpclaunch import api
 
     observations: dict[str, Any] = {}
@@ -221,6 +224,7 @@ def status(name: str, as_json: bool) -> None:
         data = rec.public()
         data["last_stats"] = stats_line
         click.echo(json.dumps(data, indent=2))
+        _exit_for_state(rec.state)
         return
     fields = [
         ("name", rec.name), ("state", state_label(rec)), ("reason", rec.reason or "-"),
@@ -231,6 +235,16 @@ def status(name: str, as_json: bool) -> None:
     ]
     for key, value in fields:
         click.echo(f"{key + ':':<12} {value}")
+    _exit_for_state(rec.state)
+
+
+def _exit_for_state(state: str) -> None:
+    """``status`` is a check scripts can branch on: 0 only when READY (see the exit codes)."""
+    from hpclaunch.errors import exit_code_for_state
+
+    code = exit_code_for_state(state)
+    if code:
+        sys.exit(code)
 
 
 def _stats_summary(report: Any) -> str:

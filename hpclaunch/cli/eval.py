@@ -16,9 +16,9 @@ from hpclaunch.errors import UserError
 
 EPILOG_EXPORT = """\b
 Examples:
-  hpclaunch export                      # ./configs/endpoints.toml, vf-eval's default
-  vf-eval my-env -m qwen-vl             # finds qwen-vl there; keys: hpclaunch env --all
-  hpclaunch export --format vf-eval-v1  # verifiers 0.4: configs/hpclaunch/NAME.toml
+  hpclaunch export                      # prints the vf-eval command to use, e.g.:
+  vf-eval my-env -m qwen-vl -e ~/.local/state/hpclaunch/exports/endpoints.toml
+  hpclaunch export --format vf-eval-v1  # verifiers 0.4: .../exports/vf04/NAME.toml
   hpclaunch export --format json --path endpoints.json
 """
 
@@ -52,15 +52,17 @@ def _err(message: str) -> None:
               help="auto: the format the installed vf-eval reads (0.3.x registry when unsure).")
 @click.option("--path", type=click.Path(path_type=Path),
               help="File (vf-eval, json, env) or directory (vf-eval-v1). Default: "
-                   "./configs/endpoints.toml ($HPCLAUNCH_VF_ENDPOINTS), ./configs/hpclaunch/, "
-                   "stdout for json and env.")
+                   "$XDG_STATE_HOME/hpclaunch/exports/endpoints.toml ($HPCLAUNCH_VF_ENDPOINTS), "
+                   ".../exports/vf04/ ($HPCLAUNCH_VF_CONFIGS), stdout for json and env.")
 @click.option("--cached", is_flag=True, help="Use stored states; ask no scheduler.")
 def export_cmd(fmt: str, path: Path | None, cached: bool) -> None:
     """Write every READY endpoint where vf-eval (or a script) finds it by name.
 
-    The vf-eval registry keeps your own [[endpoint]] entries and drops the ones
-    hpclaunch wrote for endpoints that have ended. Files name the key variables
-    (HPCLAUNCH_KEY_<NAME>); `hpclaunch env --all` exports the keys.
+    Prints the exact vf-eval command to use (absolute paths: it works from any
+    directory). The vf-eval registry keeps your own [[endpoint]] entries; a name
+    hpclaunch wrote once that is no longer READY keeps an entry that makes vf-eval
+    stop with the reason (never a fall back to a hosted provider). Files name the key
+    variables (HPCLAUNCH_KEY_<NAME>); `hpclaunch env --all` exports the keys.
     """
     from hpclaunch.eval.export import export
 
@@ -70,6 +72,8 @@ def export_cmd(fmt: str, path: Path | None, cached: bool) -> None:
     if result.path is None:
         click.echo(result.text, nl=False)
     _err(f"exported {result.summary()}")
+    for line in result.usage:
+        click.echo(line)
 
 
 @cli.command("env", epilog=EPILOG_ENV)
@@ -83,22 +87,29 @@ def env_cmd(name: str | None, all_ready: bool, wait_ready: bool, timeout: float)
 
     OPENAI_BASE_URL, OPENAI_API_KEY, HPCLAUNCH_KEY_<NAME> (what an exported
     registry's `key` names) and HPCLAUNCH_MODEL (the served model name).
+    When NAME cannot be used (unknown, not READY, FAILED, ENDED), stdout gets a
+    statement that fails (so `set -e` stops the script) and points OpenAI clients at
+    an address nothing listens on, never at their hosted default.
     """
     from hpclaunch.eval.export import ready_endpoints
-    from hpclaunch.eval.shell import env_all_text, env_text
+    from hpclaunch.eval.shell import env_all_text, env_text, refused_env_text
 
-    if all_ready == bool(name):
-        raise UserError("give an endpoint NAME or --all (not both)")
-    if all_ready:
-        endpoints, _ = ready_endpoints()
-        if not endpoints:
-            _err("no READY endpoints")
-        click.echo(env_all_text(endpoints), nl=False)
-        return
-    from hpclaunch.endpoints.resolve import resolve
+    try:
+        if all_ready == bool(name):
+            raise UserError("give an endpoint NAME or --all (not both)")
+        if all_ready:
+            endpoints, _ = ready_endpoints()
+            if not endpoints:
+                _err("no READY endpoints")
+            click.echo(env_all_text(endpoints), nl=False)
+            return
+        from hpclaunch.endpoints.resolve import resolve
 
-    assert name is not None
-    click.echo(env_text(resolve(name, wait=wait_ready, timeout=timeout)), nl=False)
+        assert name is not None
+        click.echo(env_text(resolve(name, wait=wait_ready, timeout=timeout)), nl=False)
+    except UserError as exc:
+        click.echo(refused_env_text(str(exc), exc.exit_code), nl=False)
+        raise
 
 
 @cli.command("eval", epilog=EPILOG_EVAL,

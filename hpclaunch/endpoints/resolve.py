@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpclaunch.errors import UserError
+from hpclaunch.errors import EndpointStateError, UserError
 from hpclaunch.registry import FINAL_STATES, READY, Record, Registry
 
 KEY_VAR_PREFIX = "HPCLAUNCH_KEY_"
@@ -161,8 +161,9 @@ def resolve(name: str, *, wait: bool = False, timeout: float = 1800.0,
     if require_ready and rec.state != READY:
         hint = (f"submit it again (hpclaunch submit ... --name {name})" if rec.final
                 else f"hpclaunch wait {name} first")
-        raise UserError(f"endpoint {name!r} is {rec.state}"
-                        f"{': ' + rec.reason if rec.reason else ''}; {hint}")
+        raise EndpointStateError(f"endpoint {name!r} is {rec.state}"
+                                 f"{': ' + rec.reason if rec.reason else ''}; {hint}",
+                                 state=rec.state)
     return Endpoint.from_record(rec)
 
 

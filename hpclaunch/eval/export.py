@@ -10,11 +10,17 @@ Formats
     A list of endpoints (name, URL, model, key *variable*) for other scripts.
 ``env``
     ``export HPCLAUNCH_KEY_<NAME>=...`` lines: the keys the registry names.
+
+Where: absolute paths, whatever the current directory, so the printed command works
+from anywhere - ``$XDG_STATE_HOME/hpclaunch/exports/endpoints.toml`` (0.3) and
+``.../exports/vf04/NAME.toml`` (0.4), moved by ``$HPCLAUNCH_VF_ENDPOINTS`` /
+``$HPCLAUNCH_VF_CONFIGS`` or ``--path``. json and env go to stdout unless given a path.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,21 +29,41 @@ from hpclaunch.endpoints.resolve import Endpoint
 from hpclaunch.errors import UserError
 from hpclaunch.eval.files import ExportResult, atomic_write
 from hpclaunch.eval.shell import env_all_text, json_text
-from hpclaunch.eval.vf03_registry import DEFAULT_REGISTRY, ENV_REGISTRY_PATH, write_registry
-from hpclaunch.eval.vf04_configs import DEFAULT_V1_DIR, write_v1_dir
+from hpclaunch.eval.vf03_registry import write_registry
+from hpclaunch.eval.vf04_configs import write_v1_dir
 
 if TYPE_CHECKING:
     from hpclaunch.registry import Record
 
 FORMATS = ("vf-eval", "vf-eval-v1", "json", "env")
+ENV_REGISTRY_PATH = "HPCLAUNCH_VF_ENDPOINTS"  # the 0.3 registry file
+ENV_CONFIGS_DIR = "HPCLAUNCH_VF_CONFIGS"  # the directory of 0.4 config files
 
 
 def default_path(fmt: str) -> Path | None:
+    """Where ``fmt`` goes without ``--path`` (absolute; None: stdout)."""
+    from hpclaunch.config import state_dir
+
     if fmt == "vf-eval":
-        return Path(os.environ.get(ENV_REGISTRY_PATH) or DEFAULT_REGISTRY)
-    if fmt == "vf-eval-v1":
-        return DEFAULT_V1_DIR
-    return None  # json / env: stdout
+        path = os.environ.get(ENV_REGISTRY_PATH) or state_dir() / "exports" / "endpoints.toml"
+    elif fmt == "vf-eval-v1":
+        path = os.environ.get(ENV_CONFIGS_DIR) or state_dir() / "exports" / "vf04"
+    else:
+        return None
+    return Path(path).expanduser().absolute()
+
+
+def usage_lines(result: ExportResult) -> list[str]:
+    """The exact commands that use what ``result`` wrote (paths quoted for a shell)."""
+    if result.path is None or result.fmt not in ("vf-eval", "vf-eval-v1"):
+        return []
+    keys = 'eval "$(hpclaunch env --all)"   # the keys the files name'
+    if result.fmt == "vf-eval":
+        name = result.written[0] if len(result.written) == 1 else "NAME"
+        return [keys, f"vf-eval ENV -m {name} -e {shlex.quote(str(result.path))}"]
+    names = result.written or ["NAME"]
+    return [keys, *(f"vf-eval TASKSET @ {shlex.quote(str(result.path / (n + '.toml')))}"
+                    for n in names)]
 
 
 def auto_format() -> str:
@@ -72,13 +98,13 @@ def export(fmt: str = "vf-eval", path: Path | str | None = None, *,
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     endpoints, records = ready_endpoints(refresh=refresh)
-    target = Path(path) if path is not None else default_path(fmt)
-    if fmt == "vf-eval":
+    target = Path(path).expanduser().absolute() if path is not None else default_path(fmt)
+    if fmt in ("vf-eval", "vf-eval-v1"):
         assert target is not None
-        return write_registry(target, endpoints, records)
-    if fmt == "vf-eval-v1":
-        assert target is not None
-        return write_v1_dir(target, endpoints, records)
+        write = write_registry if fmt == "vf-eval" else write_v1_dir
+        result = write(target, endpoints, records)
+        result.usage = usage_lines(result)
+        return result
     text = json_text(endpoints) if fmt == "json" else env_all_text(endpoints)
     result = ExportResult(target, fmt, written=[ep.name for ep in endpoints], text=text)
     if target is not None:
@@ -100,5 +126,7 @@ def export_after_command(echo: Callable[[str], None], *, hint_name: str = "") ->
     for warning in result.warnings:
         echo(f"warning: {warning}")
     echo(f"exported {result.summary()}")
+    for line in result.usage:
+        echo(f"  {line}")
     if hint_name and hint_name not in result.written:
         echo(f"  {hint_name} is added once READY: hpclaunch wait {hint_name} --export")

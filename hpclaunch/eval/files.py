@@ -15,21 +15,30 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpclaunch.errors import UserError
+
+if TYPE_CHECKING:
+    from hpclaunch.registry import Record
+
+
+# An address nothing listens on (TCP port 9, "discard", is closed on any sane host):
+# a client pointed here fails at once, on this machine, and sends nothing anywhere.
+FAIL_CLOSED_URL = "http://127.0.0.1:9/v1"
 
 
 @dataclass
 class ExportResult:
-    """What one export did, for a one-line summary and for tests."""
+    """What one export did, for a one-line summary, the command to use, and tests."""
 
     path: Path | None
     fmt: str
     written: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # ours, live but not READY right now
-    dropped: list[str] = field(default_factory=list)  # ours, endpoint ended or removed
+    refused: dict[str, str] = field(default_factory=dict)  # name -> state; entry fails closed
     warnings: list[str] = field(default_factory=list)
+    usage: list[str] = field(default_factory=list)  # the exact commands that use the file(s)
     text: str = ""  # for json/env without a path: what to print
 
     def summary(self) -> str:
@@ -39,9 +48,23 @@ class ExportResult:
             parts.append("written: " + ", ".join(self.written))
         if self.kept:
             parts.append("kept (not READY now): " + ", ".join(self.kept))
-        if self.dropped:
-            parts.append("dropped (ended): " + ", ".join(self.dropped))
+        if self.refused:
+            parts.append("fail closed (vf-eval stops on these names): " + ", ".join(
+                f"{name} {state}" for name, state in sorted(self.refused.items())))
         return "; ".join(parts)
+
+
+def refusal(name: str, rec: Record | None) -> tuple[str, str]:
+    """The state and the sentence a fail-closed entry for ``name`` carries."""
+    if rec is None:
+        return "UNKNOWN", (f"endpoint {name} is not known to hpclaunch any more (removed); "
+                           "submit it again, then hpclaunch export")
+    reason = " ".join(rec.reason.split())[:200]
+    detail = f" ({reason})" if reason else ""
+    if rec.final:
+        return rec.state, (f"endpoint {name} is {rec.state}{detail}; hpclaunch status {name}")
+    return rec.state, (f"endpoint {name} is {rec.state}, not READY{detail}; "
+                       f"hpclaunch wait {name} --export")
 
 
 # -- TOML ---------------------------------------------------------------------------------

@@ -1,15 +1,27 @@
 """The verifiers 0.3.x endpoint registry: a TOML file of ``[[endpoint]]`` tables.
 
-By default ``./configs/endpoints.toml`` - the path ``vf-eval`` itself reads when no
-``-e`` is given, so ``vf-eval ENV -m NAME`` works from that directory.
+hpclaunch writes it to an absolute path (``$XDG_STATE_HOME/hpclaunch/exports/endpoints.toml``
+by default, see :mod:`hpclaunch.eval.export`) and prints ``vf-eval ENV -m NAME -e PATH``:
+vf-eval's own default, ``./configs/endpoints.toml``, depends on the directory it runs in,
+and run anywhere else it finds no registry and sends every name to a hosted provider.
 
 The registry file is shared with the user, so merging is conservative: every
 entry hpclaunch writes sits between ``# >>> hpclaunch: endpoint NAME`` and
 ``# <<< hpclaunch: endpoint NAME`` comment lines (comments survive every TOML
 reader and need no extra key that some verifiers version might reject). Text
 outside those blocks is kept byte for byte; our blocks are rewritten from the
-registry, and blocks of endpoints that ended or were removed are dropped. The
-file is replaced atomically, and a file that is not valid TOML is left alone.
+registry. The file is replaced atomically, and a file that is not valid TOML is left
+alone.
+
+Fail closed: vf-eval 0.3 sends a ``-m`` name that its registry does not list to a
+hosted provider (prime's pinference by default) and exits 0. So the block of a name
+that was exported once and is no longer READY never vanishes: it becomes two
+``[[endpoint]]`` tables with the same id and different models, which vf-eval 0.3.1
+refuses before it sends anything ("Endpoint alias 'NAME' maps to multiple model
+ids [...]", exit 1), and the model strings say why. An address nothing listens on
+alone would not do: vf-eval retries it for a minute, scores 0 and exits 0.
+The same goes for FAILED/ENDED endpoints hpclaunch still lists. A typo that was
+never a name cannot be caught here; ``hpclaunch eval`` refuses it.
 """
 
 from __future__ import annotations
@@ -18,15 +30,21 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpclaunch.endpoints.resolve import Endpoint
+from hpclaunch.endpoints.resolve import Endpoint, key_var
 from hpclaunch.errors import UserError
-from hpclaunch.eval.files import ExportResult, atomic_write, check_toml, load_toml, toml_str
+from hpclaunch.eval.files import (
+    FAIL_CLOSED_URL,
+    ExportResult,
+    atomic_write,
+    check_toml,
+    load_toml,
+    refusal,
+    toml_str,
+)
 
 if TYPE_CHECKING:
     from hpclaunch.registry import Record
 
-DEFAULT_REGISTRY = Path("configs/endpoints.toml")  # vf-eval 0.3.x's own default (-e)
-ENV_REGISTRY_PATH = "HPCLAUNCH_VF_ENDPOINTS"  # where `submit/wait --export` write
 
 BEGIN = "# >>> hpclaunch: endpoint "
 END = "# <<< hpclaunch: endpoint "
@@ -49,6 +67,26 @@ def registry_block(ep: Endpoint) -> str:
         f"url = {toml_str(ep.base_url)}\n"
         f"key = {toml_str(ep.key_var)}\n"
         f"{END}{ep.name}\n"
+    )
+
+
+def refused_block(name: str, rec: Record | None) -> str:
+    """A block for ``name`` that makes vf-eval 0.3 stop at once, saying why (see above)."""
+    state, why = refusal(name, rec)
+    table = (
+        "[[endpoint]]\n"
+        f"endpoint_id = {toml_str(name)}\n"
+        "model = {model}\n"
+        f"url = {toml_str(FAIL_CLOSED_URL)}\n"
+        f"key = {toml_str(key_var(name))}\n"
+    )
+    return (
+        f"{BEGIN}{name} (rewritten by hpclaunch export; edit outside this block)\n"
+        f"# {state}: this entry fails on purpose, so that vf-eval stops instead of sending\n"
+        f"# {name!r} to a hosted provider. It becomes a working entry when {name} is READY.\n"
+        + table.replace("{model}", toml_str(f"refused by hpclaunch: {why}"))
+        + table.replace("{model}", toml_str(f"{name} is {state}, not a live endpoint"))
+        + f"{END}{name}\n"
     )
 
 
@@ -91,7 +129,8 @@ def merge_registry(text: str, endpoints: list[Endpoint], records: dict[str, Reco
     is still live (known to the registry, not ENDED/FAILED) but not READY at this
     moment is rewritten from its record if the record has a URL - a server that
     misses one health check should not vanish from the eval config. Every other
-    block of ours is dropped.
+    old block of ours, and every FAILED/ENDED endpoint in ``records``, gets a block
+    that fails closed (:func:`refused_block`).
     """
     result = ExportResult(Path(path), "vf-eval")
     user_text, ours = split_registry(text, path)
@@ -108,15 +147,15 @@ def merge_registry(text: str, endpoints: list[Endpoint], records: dict[str, Reco
             continue
         blocks[ep.name] = registry_block(ep)
         result.written.append(ep.name)
-    for name in sorted(ours):
-        if name in blocks:
-            continue
+    ended = {name for name, rec in records.items() if rec.final}
+    for name in sorted((set(ours) | ended) - set(blocks) - user_ids):
         rec = records.get(name)
-        if rec is not None and not rec.final and rec.url and name not in user_ids:
+        if rec is not None and not rec.final and rec.url:
             blocks[name] = registry_block(Endpoint.from_record(rec))
             result.kept.append(name)
         else:
-            result.dropped.append(name)
+            blocks[name] = refused_block(name, rec)
+            result.refused[name] = refusal(name, rec)[0]
     if not user_text.strip():
         user_text = REGISTRY_HEADER
     body = user_text.rstrip("\n") + "\n"
