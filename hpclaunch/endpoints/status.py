@@ -13,6 +13,7 @@ Final states are stored and never re-queried.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -190,11 +191,22 @@ def _scheduler_killed(reason: str) -> bool:
                                           "OUT_OF_MEMORY", "PREEMPT", "BOOT_FAIL", "JOB_EXEC"))
 
 
+# A successful request in uvicorn's access log ("GET /health HTTP/1.1" 200 OK): hpclaunch's own
+# probes write one every few seconds, so after a hard kill they are all the tail holds.
+_ACCESS_OK = re.compile(r'"[A-Z]+ \S+ HTTP/[0-9.]+" [23][0-9][0-9]\b')
+
+
 def _last_lines_hint(report: LogReport | None) -> str:
+    """The last few log lines that say something: successful requests are skipped."""
     if report is None:
         return ""
-    lines = [ln.strip() for ln in report.last_lines(3) if ln.strip()]
-    return f"; last log lines: {' | '.join(lines)}" if lines else "; the log is empty"
+    tail = [ln.strip() for ln in report.last_lines(60) if ln.strip()]
+    lines = [ln for ln in tail if not _ACCESS_OK.search(ln)][-3:]
+    if lines:
+        return f"; last log lines: {' | '.join(lines)}"
+    if tail:
+        return "; the log ends with requests that succeeded, no error (killed from outside?)"
+    return "; the log is empty"
 
 
 def apply(rec: Record, obs: Observation) -> dict[str, Any]:
