@@ -8,8 +8,12 @@ against stand-in servers, and check what reached whom.
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from tests.conftest import HPC, hpclaunch_argv
@@ -92,3 +96,51 @@ def test_exit_codes_say_not_found_not_ready_failed_and_ended(hpc: HPC, tmp_path:
     assert hpc("wait", "slow", "--timeout", "1", ok=False).returncode == 4
     hpc("stop", "qa", "slow")
     assert hpc("status", "qa", ok=False).returncode == 6
+
+
+def test_eval_stops_within_seconds_naming_the_cause_when_the_server_is_killed_mid_run(
+        hpc: HPC, vf: Path, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+    record = serve(hpc, tmp_path, "qk", "--env", "HPCLAUNCH_STANDIN_TOKEN_DELAY=0.3")
+    rec = hpc.registry()["qk"]
+    pid = json.loads((Path(rec["results_dir"]) / "qk.endpoint.json").read_text())["pid"]
+    argv = [*hpclaunch_argv(), "eval", "qk", ENV_ID, "-n", "4", "-r", "3", "-c", "1",
+            "--disable-tui", "--disable-env-server", "-a", '{"use_think": false}']
+    proc = subprocess.Popen(argv, env=hpc.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while len(chat_requests(record)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(chat_requests(record)) >= 3, "vf-eval never got going"
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 5, stderr[-3000:]  # 5: the endpoint FAILED
+    assert took < 20, f"hpclaunch eval took {took:.0f} s to notice"
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("hpclaunch: endpoint 'qk' went FAILED during the eval (")
+    assert "vf-eval was stopped" in last and "/health" not in last  # no probe lines as cause
+    # The server's log is not flooded by the watch: at most one /metrics request a second.
+    times = [r["time"] for r in _requests(record) if r["path"] == "/metrics"]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert len(gaps) >= 3 and min(gaps) > 0.9, gaps
+
+
+def _requests(record: Path) -> list[dict]:
+    return [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+
+
+def test_eval_refuses_an_unhealthy_endpoint_at_once(hpc: HPC, vf: Path,  # noqa: F811
+                                                     tmp_path: Path) -> None:
+    record = serve(hpc, tmp_path, "qh", "--env", "HPCLAUNCH_STANDIN_FAIL=hang_after_ready",
+                   "--env", "HPCLAUNCH_STANDIN_CRASH_AFTER=1")
+    time.sleep(2)
+    started = time.monotonic()
+    out = hpc("eval", "qh", ENV_ID, "--wait-timeout", "600", *PLAIN, ok=False)
+    assert out.returncode == 4 and "'qh' is UNHEALTHY" in out.stderr  # 4: not ready
+    assert time.monotonic() - started < 30  # refused, not waited on for --wait-timeout
+    assert chat_requests(record) == []
