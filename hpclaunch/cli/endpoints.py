@@ -91,7 +91,8 @@ def submit(model: str, preset: str, name: str | None, cluster: str | None,
     sim = " (simulated: hpclaunch stand-in, no GPU)" if rec.simulated else ""
     click.echo(f"submitted {rec.name}: job {rec.job_id} on {rec.cluster} "
                f"({rec.scheduler}){sim}", err=as_json)
-    click.echo(f"  next: hpclaunch wait {rec.name}", err=as_json)
+    if not wait_ready:  # with --wait the next step is already under way
+        click.echo(f"  next: hpclaunch wait {rec.name}", err=as_json)
     try:
         if wait_ready:
             _wait_and_report(rec.name, timeout, as_json)
@@ -189,20 +190,29 @@ def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
         records = api.refresh(registry=registry, warnings=warnings)
         for warning in warnings:
             click.echo(f"hpclaunch: warning: {warning}", err=True)
-    if not show_all:
-        records = [r for r in records if not r.final]
+    hidden = [] if show_all else [r for r in records if r.final]
+    records = [r for r in records if show_all or not r.final]
     records.sort(key=lambda r: r.created)
     if as_json:
         click.echo(json.dumps([r.public() for r in records], indent=2))
         return
     if not records:
-        click.echo("no endpoints" + ("" if show_all else " (--all shows ended ones)"))
+        click.echo(_nothing_live(hidden))
         return
     now = time.time()
     rows = [[r.name, r.served_model_name if r.served_model_name == r.model_id else
              f"{r.model_id}", state_label(r), r.url or "-", r.job_id, r.host or "-",
              human_age(now - r.created)] for r in records]
     click.echo(table(rows, ["NAME", "MODEL", "STATE", "URL", "JOB", "NODE", "AGE"]))
+
+
+def _nothing_live(hidden: list[Any]) -> str:
+    """Say what ``--all`` would show: FAILED ones are hidden too, not only ENDED ones."""
+    if not hidden:
+        return "no endpoints"
+    counts = {s: sum(r.state == s for r in hidden) for s in ("FAILED", "ENDED")}
+    parts = [f"{n} {s}" for s, n in counts.items() if n]
+    return f"no live endpoints ({', '.join(parts)}: hpclaunch endpoints --all shows them)"
 
 
 @cli.command()

@@ -112,8 +112,43 @@ def env_cmd(name: str | None, all_ready: bool, wait_ready: bool, timeout: float)
         raise
 
 
-@cli.command("eval", epilog=EPILOG_EVAL,
-             context_settings={"ignore_unknown_options": True})
+class PassThroughCommand(click.Command):
+    """A command whose unknown arguments belong to another program (vf-eval).
+
+    click reads ``-mother`` as the bundle ``-m -o -t -h -e -r`` and its ``-h`` prints
+    help and exits 0, so a vf-eval argument could silently end the run. hpclaunch's own
+    options here are long-only: those are taken out, and everything else is handed
+    on as positional arguments, exactly as typed. ``-h``/``--help`` alone still help.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        before_dashes = args[:args.index("--")] if "--" in args else args
+        if "-h" in before_dashes or "--help" in before_dashes:
+            return super().parse_args(ctx, args)
+        options = [p for p in self.params if isinstance(p, click.Option)]
+        long_opts = {o for p in options for o in p.opts if o.startswith("--")}
+        flags = {o for p in options if p.is_flag for o in p.opts}
+        own: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                rest.extend(args[i + 1:])
+                break
+            head = arg.split("=", 1)[0]
+            if head in long_opts:
+                own.append(arg)
+                if "=" not in arg and head not in flags and i + 1 < len(args):
+                    own.append(args[i + 1])
+                    i += 1
+            else:
+                rest.append(arg)
+            i += 1
+        return super().parse_args(ctx, [*own, "--", *rest])
+
+
+@cli.command("eval", cls=PassThroughCommand, epilog=EPILOG_EVAL)
 @click.argument("name")
 @click.argument("env_id", metavar="ENV")
 @click.argument("vf_args", nargs=-1, type=click.UNPROCESSED, metavar="[VF_EVAL_ARGS]...")

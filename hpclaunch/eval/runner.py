@@ -145,6 +145,20 @@ class EvalCommand:
         return shlex.join(self.argv)
 
 
+def refuse_reserved(name: str, args: list[str], vf: VfEval) -> None:
+    """Refuse vf-eval options that hpclaunch sets from the endpoint (before any state check)."""
+    if vf.generation == "0.4":
+        clash = _has_option(args, V1_RESERVED)
+        if clash:
+            raise UserError(f"hpclaunch eval sets {clash} from endpoint {name} (in the config "
+                            "file it passes with @); leave it out, or run vf-eval directly")
+        return
+    clash = _has_option(args, LEGACY_RESERVED)
+    if clash:
+        raise UserError(f"hpclaunch eval sets vf-eval's {LEGACY_RESERVED[clash]} from endpoint "
+                        f"{name}; leave {clash} out (or run vf-eval directly)")
+
+
 def build_command(ep: Endpoint, env_id: str, vf_args: list[str], vf: VfEval, workdir: Path,
                   *, max_tokens_default: int = REASONING_MAX_TOKENS,
                   context: int | None = None) -> EvalCommand:
@@ -158,10 +172,7 @@ def _build_legacy(ep: Endpoint, env_id: str, args: list[str], vf: VfEval, workdi
                   max_tokens_default: int, context: int | None) -> EvalCommand:
     from hpclaunch.eval.vf03_registry import REGISTRY_HEADER, registry_block
 
-    clash = _has_option(args, LEGACY_RESERVED)
-    if clash:
-        raise UserError(f"hpclaunch eval sets vf-eval's {LEGACY_RESERVED[clash]} from endpoint "
-                        f"{ep.name}; leave {clash} out (or run vf-eval directly)")
+    refuse_reserved(ep.name, args, vf)
     registry = workdir / "endpoints.toml"
     cmd = EvalCommand(argv=[], env={ep.key_var: ep.api_key},
                       files={registry: REGISTRY_HEADER + "\n" + registry_block(ep)})
@@ -199,10 +210,7 @@ def _build_v1(ep: Endpoint, env_id: str, args: list[str], vf: VfEval, workdir: P
               max_tokens_default: int, context: int | None) -> EvalCommand:
     from hpclaunch.eval.vf04_configs import v1_config
 
-    clash = _has_option(args, V1_RESERVED)
-    if clash:
-        raise UserError(f"hpclaunch eval sets {clash} from endpoint {ep.name} (in the config "
-                        "file it passes with @); leave it out, or run vf-eval directly")
+    refuse_reserved(ep.name, args, vf)
     if _has_option(args, ("-a", "--env-args")):
         raise UserError("verifiers 0.4 has no -a/--env-args: pass environment fields as "
                         "--env.taskset.FIELD VALUE")
@@ -295,6 +303,7 @@ def run_eval(name: str, env_id: str, vf_args: list[str], *, vf: VfEval | None = 
     """
     vf = vf or detect_vf_eval()
     assert vf is not None
+    refuse_reserved(name, vf_args, vf)
     ep = ready_endpoint(name, wait_timeout, echo)
     context = server_max_model_len(ep) if ep.reasoning_parser else None
     with tempfile.TemporaryDirectory(prefix="hpclaunch-eval-") as tmp:
