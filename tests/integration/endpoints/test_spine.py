@@ -182,7 +182,7 @@ def test_server_that_hangs_after_ready_is_unhealthy(hpc: HPC) -> None:
     deadline = time.time() + 20
     state = ""
     while time.time() < deadline:
-        state = hpc("status", "hangs", "--json").json()["state"]
+        state = hpc("status", "hangs", "--json", ok=None).json()["state"]
         if state == "UNHEALTHY":
             break
         time.sleep(0.5)
@@ -197,7 +197,7 @@ def test_engine_that_dies_after_ready_is_failed(hpc: HPC) -> None:
     import time
 
     deadline = time.time() + 20
-    while time.time() < deadline and hpc("status", "crash", "--json").json()["state"] == "READY":
+    while time.time() < deadline and hpc("status", "crash", "--json", ok=None).json()["state"] == "READY":
         time.sleep(0.5)
     rec = hpc.registry()["crash"]
     assert rec["state"] == "FAILED", rec
