@@ -33,6 +33,7 @@ PENDING, STARTING, READY, UNHEALTHY, FAILED, ENDED, UNKNOWN = (
     "PENDING", "STARTING", "READY", "UNHEALTHY", "FAILED", "ENDED", "UNKNOWN",
 )
 FINAL_STATES = frozenset({FAILED, ENDED})
+RUNNING = "RUNNING"  # an eval job (kind "eval") whose vf-eval runs
 
 
 def check_name(name: str) -> str:
@@ -50,6 +51,7 @@ class Record:
     """What hpclaunch remembers about one endpoint."""
 
     name: str
+    kind: str = "endpoint"  # or "eval": a vf-eval batch job (hpclaunch eval --submit)
     model: str
     model_id: str
     served_model_name: str

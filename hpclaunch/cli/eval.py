@@ -34,6 +34,7 @@ Examples:
   hpclaunch eval qwen-thinking my-env -n 50       # adds use_think false, -t 32768
   hpclaunch eval qwen-tp my-env -n 100 --compare qwen-dp   # A/B table
   hpclaunch eval qwen-vl my-env --dry-run         # print the vf-eval command only
+  hpclaunch eval qwen-vl my-env -n 500 --submit   # as a CPU batch job on the cluster
 
 \b
 Arguments after ENV go to vf-eval unchanged, except the ones hpclaunch sets from
@@ -161,9 +162,14 @@ class PassThroughCommand(click.Command):
               help="Max tokens for servers with --reasoning-parser (capped by the context).")
 @click.option("--vf-eval", "vf_exec", metavar="PATH",
               help="vf-eval executable (default: $HPCLAUNCH_VF_EVAL, this venv's, PATH).")
+@click.option("--submit", "as_job", is_flag=True,
+              help="Run vf-eval as its own CPU batch job on the cluster (login nodes kill "
+                   "long processes); it shows in endpoints/status with its own state and log.")
+@click.option("--cluster", metavar="C", help="With --submit: the cluster profile for the job "
+                                             "(default: the endpoint's).")
 def eval_cmd(name: str, env_id: str, vf_args: tuple[str, ...], others: tuple[str, ...],
              dry_run: bool, wait_timeout: float, reasoning_max_tokens: int,
-             vf_exec: str | None) -> None:
+             vf_exec: str | None, as_job: bool, cluster: str | None) -> None:
     """Run vf-eval ENV on endpoint NAME: checked name, right format, key in its environment.
 
     Refuses unknown, FAILED and ENDED names (vf-eval itself would send an unknown
@@ -178,6 +184,23 @@ def eval_cmd(name: str, env_id: str, vf_args: tuple[str, ...], others: tuple[str
 
     vf = detect_vf_eval(vf_exec)
     assert vf is not None
+    if cluster and not as_job:
+        raise UserError("--cluster goes with --submit (the endpoint says where it runs)")
+    if as_job:
+        if others or dry_run:
+            raise UserError("--submit runs one eval as a job; drop --compare / --dry-run")
+        from hpclaunch.eval.batch import submit_eval_job
+        from hpclaunch.eval.runner import refuse_reserved
+
+        refuse_reserved(name, list(vf_args), vf)
+        job = submit_eval_job(name, env_id, list(vf_args), vf=vf, cluster=cluster,
+                              wait_timeout=wait_timeout,
+                              max_tokens_default=reasoning_max_tokens)
+        click.echo(f"submitted {job.name}: job {job.job_id} on {job.cluster} ({job.scheduler}), "
+                   f"vf-eval {env_id} on {name}")
+        click.echo(f"  log: {job.log_path}")
+        click.echo(f"  next: hpclaunch status {job.name}   (results: {job.results_dir}/results)")
+        return
     if others:
         if dry_run:
             raise UserError("--dry-run shows one command; drop --compare to see it")

@@ -158,6 +158,9 @@ def resolve(name: str, *, wait: bool = False, timeout: float = 1800.0,
             rec = wait_ready(name, timeout=timeout)
     else:
         rec = Registry().get(name)
+    if rec.kind != "endpoint":
+        raise UserError(f"{name!r} is an eval job ({rec.model_id}), not an endpoint; "
+                        f"hpclaunch status {name} shows it")
     if require_ready and rec.state != READY:
         hint = (f"submit it again (hpclaunch submit ... --name {name})" if rec.final
                 else f"hpclaunch wait {name} first")

@@ -18,7 +18,16 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hpclaunch.registry import ENDED, FAILED, PENDING, READY, STARTING, UNHEALTHY, Record
+from hpclaunch.registry import (
+    ENDED,
+    FAILED,
+    PENDING,
+    READY,
+    RUNNING,
+    STARTING,
+    UNHEALTHY,
+    Record,
+)
 from hpclaunch.schedulers.base import DONE, MISSING, QUEUED, JobState
 from hpclaunch.vllm.logwatch import HEAD_BYTES, TAIL_BYTES
 
@@ -127,6 +136,8 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
     if job.state == QUEUED:
         reason = f"queued ({job.reason})" if job.reason else "queued"
         return Observation(PENDING, reason=reason, job=job)
+    if rec.kind == "eval":
+        return observe_eval_job(rec, job, transport)
 
     info = read_endpoint_file(transport, rec) or {}
     host = str(info.get("host") or rec.host)
@@ -183,6 +194,47 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
         return obs
     obs.reason = "vLLM is starting" if report and report.started else "job running, no log yet"
     return obs
+
+
+def observe_eval_job(rec: Record, job: JobState, transport: Transport) -> Observation:
+    """An ``hpclaunch eval --submit`` job: RUNNING, then ENDED (vf-eval exited 0) or FAILED.
+
+    Its script writes ``eval.exit`` beside its log; the reason is the log's last line
+    (what the job is waiting for, or how vf-eval ended).
+    """
+    obs = Observation(RUNNING, log_path=rec.log_path, node=job.node or "", job=job)
+    last = _last_line(transport, rec.log_path)
+    if not job.left_queue:
+        obs.reason = last or "starting"
+        return obs
+    code = read_exit_code_at(transport, f"{rec.results_dir}/eval.exit")
+    if code == 0:
+        obs.state, obs.reason = ENDED, f"vf-eval finished; results in {rec.results_dir}/results"
+    elif code is None and "CANCEL" in job.reason.upper():
+        obs.state, obs.reason = ENDED, f"cancelled ({job.reason})"
+    else:
+        obs.state = FAILED
+        obs.reason = (f"exited {code}: {last}" if code is not None
+                      else f"the job is gone and left no exit status: {last}")
+    return obs
+
+
+def _last_line(transport: Transport, path: str) -> str:
+    st = transport.stat(path) if path else None
+    if st is None or not st.size:
+        return ""
+    start = max(0, st.size - 2000)
+    text = transport.read_range(path, start, st.size - start).decode("utf-8", "replace")
+    lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def read_exit_code_at(transport: Transport, path: str) -> int | None:
+    text = transport.read_text(path)
+    try:
+        return int(text.strip().splitlines()[0]) if text else None
+    except (ValueError, IndexError):
+        return None
 
 
 def _scheduler_killed(reason: str) -> bool:

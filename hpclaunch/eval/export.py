@@ -84,7 +84,8 @@ def ready_endpoints(*, refresh: bool = True) -> tuple[list[Endpoint], dict[str, 
         from hpclaunch.endpoints.lifecycle import refresh as refresh_states
 
         refresh_states(registry=registry)
-    records = registry.load()
+    # Eval jobs (hpclaunch eval --submit) share the registry but are not endpoints.
+    records = {n: r for n, r in registry.load().items() if r.kind == "endpoint"}
     ready = [Endpoint.from_record(r) for r in sorted(records.values(), key=lambda r: r.name)
              if r.state == READY]
     return ready, records

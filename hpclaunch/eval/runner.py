@@ -249,7 +249,8 @@ def ready_endpoint(name: str, timeout: float, echo: Callable[[str], None]) -> En
     from hpclaunch.endpoints.resolve import resolve
     from hpclaunch.registry import READY, UNHEALTHY, Registry
 
-    Registry().get(name)  # unknown -> "no endpoint named ..., did you mean" (exit 3)
+    if Registry().get(name).kind != "endpoint":  # unknown: "did you mean" (exit 3)
+        raise UserError(f"{name!r} is an eval job, not an endpoint")
     rec = refresh([name])[0]
     if rec.final or rec.state == UNHEALTHY:
         raise EndpointStateError(

@@ -197,7 +197,8 @@ def test_engine_that_dies_after_ready_is_failed(hpc: HPC) -> None:
     import time
 
     deadline = time.time() + 20
-    while time.time() < deadline and hpc("status", "crash", "--json", ok=None).json()["state"] == "READY":
+    while time.time() < deadline and \
+            hpc("status", "crash", "--json", ok=None).json()["state"] == "READY":
         time.sleep(0.5)
     rec = hpc.registry()["crash"]
     assert rec["state"] == "FAILED", rec
