@@ -234,7 +234,7 @@ def status(name: str, as_json: bool) -> None:
         data = rec.public()
         data["last_stats"] = stats_line
         click.echo(json.dumps(data, indent=2))
-        _exit_for_state(rec.state)
+        _exit_for_state(rec)
         return
     fields = [
         ("name", rec.name), ("state", state_label(rec)), ("reason", rec.reason or "-"),
@@ -245,14 +245,17 @@ def status(name: str, as_json: bool) -> None:
     ]
     for key, value in fields:
         click.echo(f"{key + ':':<12} {value}")
-    _exit_for_state(rec.state)
+    _exit_for_state(rec)
 
 
-def _exit_for_state(state: str) -> None:
-    """``status`` is a check scripts can branch on: 0 only when READY (see the exit codes)."""
+def _exit_for_state(rec: Any) -> None:
+    """``status`` is a check scripts can branch on: 0 only when READY (see the exit codes);
+    for an eval job, 0 once vf-eval finished with status 0."""
     from hpclaunch.errors import exit_code_for_state
 
-    code = exit_code_for_state(state)
+    if rec.kind == "eval" and rec.state == "ENDED" and rec.reason.startswith("vf-eval finished"):
+        return
+    code = exit_code_for_state(rec.state)
     if code:
         sys.exit(code)
 
