@@ -374,3 +374,33 @@ def test_exported_env_file_is_private(tmp_path: Path) -> None:
     target = tmp_path / "keys.sh"
     atomic_write(target, "export K=v\n", secret=True)
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_default_export_paths_are_absolute_wherever_hpclaunch_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpclaunch.eval.export import default_path, usage_lines
+    from hpclaunch.eval.files import ExportResult
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HPCLAUNCH_VF_ENDPOINTS", "relative/endpoints.toml")
+    assert default_path("vf-eval") == tmp_path / "relative" / "endpoints.toml"
+    monkeypatch.delenv("HPCLAUNCH_VF_ENDPOINTS")
+    registry = default_path("vf-eval")
+    assert registry is not None and registry.is_absolute() and registry.name == "endpoints.toml"
+    assert default_path("json") is None  # stdout
+    spaced = tmp_path / "my dir" / "endpoints.toml"
+    lines = usage_lines(ExportResult(spaced, "vf-eval", written=["qa"]))
+    assert lines[-1] == f"vf-eval ENV -m qa -e '{spaced}'"
+    v04 = usage_lines(ExportResult(tmp_path, "vf-eval-v1", written=["qa", "qb"]))
+    assert v04[1:] == [f"vf-eval TASKSET @ {tmp_path}/qa.toml",
+                       f"vf-eval TASKSET @ {tmp_path}/qb.toml"]
+
+
+def test_refused_env_text_fails_and_points_clients_nowhere() -> None:
+    from hpclaunch.eval.shell import refused_env_text
+
+    text = refused_env_text("no endpoint named 'x'\nsecond line $(rm -rf ~)", 3)
+    lines = text.splitlines()
+    assert lines[0].startswith("# hpclaunch env refused: no endpoint named 'x' second line")
+    assert lines[1].endswith("(exit 3)") and "OPENAI_BASE_URL=http://127.0.0.1:9/v1" in lines[1]
+    assert len(lines) == 2  # the message cannot break out of its comment
