@@ -99,13 +99,16 @@ def submit_eval_job(name: str, env_id: str, vf_args: list[str], *, vf: VfEval,
 
 def _endpoint_now(rec: dict[str, Any]) -> tuple[str, str]:
     """(url, why not usable) from the endpoint job's own files: no registry on a node."""
-    results, name = rec["results_dir"], rec["name"]
-    exit_file = Path(results) / f"{name}.exit"
+    name = rec["name"]
+    # The endpoint job's files: <results>/<name>[.<submission id>].{exit,endpoint.json}.
+    tag = f"{name}.{rec['submission']}" if rec.get("submission") else name
+    results = Path(rec["results_dir"])
+    exit_file = results / f"{tag}.exit"
     if exit_file.exists():
         code = exit_file.read_text().strip() or "?"
         return "", f"its job ended (exit status {code}; hpclaunch status {name})"
     try:
-        info = json.loads((Path(results) / f"{name}.endpoint.json").read_text())
+        info = json.loads((results / f"{tag}.endpoint.json").read_text())
     except (OSError, ValueError):
         return "", "not started yet"
     if str(info.get("job_id", "")).split(".")[0] != rec["job_id"].split(".")[0]:
