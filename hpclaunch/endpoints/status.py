@@ -208,6 +208,10 @@ def observe_eval_job(rec: Record, job: JobState, transport: Transport) -> Observ
         obs.reason = last or "starting"
         return obs
     code = read_exit_code_at(transport, f"{rec.results_dir}/eval.exit")
+    if code is None and job.state == MISSING and time.time() - rec.updated < 60:
+        # squeue can miss a job for a moment between states: not gone until it stays so.
+        obs.reason = "the scheduler does not list the job right now; asking again"
+        return obs
     if code == 0:
         obs.state, obs.reason = ENDED, f"vf-eval finished; results in {rec.results_dir}/results"
     elif code is None and "CANCEL" in job.reason.upper():

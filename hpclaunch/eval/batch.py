@@ -11,7 +11,7 @@ Two halves, one module:
 * :func:`main` (``python -m hpclaunch.eval.batch SPEC`` inside the job) waits for the
   endpoint to be READY (the endpoint job's own files and ``/health``), runs vf-eval with
   the command :func:`hpclaunch.eval.runner.build_command` builds, watches the endpoint,
-  and exits 5 when it dies (its job wrote an exit file, or it stopped answering).
+  and exits 5 (FAILED) or 6 (ENDED) when the endpoint goes away under it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from hpclaunch.endpoints.resolve import Endpoint
-from hpclaunch.errors import EXIT_FAILED, EXIT_NOT_READY, EndpointStateError, UserError
+from hpclaunch.errors import (
+    EXIT_ENDED,
+    EXIT_FAILED,
+    EXIT_NOT_READY,
+    EndpointStateError,
+    UserError,
+)
 from hpclaunch.eval.measure import MetricsWatch, health_ok
 from hpclaunch.eval.vfeval import VfEval
 
@@ -159,7 +165,11 @@ def run_job(spec: dict[str, Any], job_dir: Path) -> int:
 
     def check() -> tuple[str, str]:
         _, why = _endpoint_now(rec)
-        return ("FAILED", why) if why else ("READY" if health_ok(ep) else "UNHEALTHY", "")
+        if why:  # vLLM exits 0 on the SIGTERM of a stop or scancel (143 from bash)
+            stopped = why.startswith(("its job ended (exit status 0;", "its job ended (exit "
+                                      "status 143;"))
+            return ("ENDED" if stopped else "FAILED"), why
+        return ("READY" if health_ok(ep) else "UNHEALTHY"), ""
 
     with MetricsWatch(ep, check=check, on_dead=proc.terminate) as watch:
         returncode = proc.wait()
@@ -167,7 +177,7 @@ def run_job(spec: dict[str, Any], job_dir: Path) -> int:
         state, reason = watch.cause
         print(f"hpclaunch: endpoint {ep.name!r} went {state} during the eval ({reason}); "
               "vf-eval was stopped, its results are incomplete", flush=True)
-        return EXIT_FAILED if state in ("FAILED", "ENDED") else EXIT_NOT_READY
+        return {"FAILED": EXIT_FAILED, "ENDED": EXIT_ENDED}.get(state, EXIT_NOT_READY)
     print(f"hpclaunch: vf-eval exited {returncode}; results in {job_dir / 'results'}",
           flush=True)
     return returncode

@@ -65,7 +65,7 @@ def test_eval_runs_as_a_slurm_job_against_an_endpoint_by_name(
 
     final = until_final(hpc, "qs-eval-1")
     log = (job_dir / "eval.log").read_text()
-    assert final["state"] == "ENDED", log[-3000:]
+    assert final["state"] == "ENDED", (final, log[-1500:])
     assert "RUNNING" in final["seen"] or "PENDING" in final["seen"]
     assert "results in" in final["reason"]
     assert_served_by(record, hpc, "qs")
@@ -80,3 +80,36 @@ def test_eval_runs_as_a_slurm_job_against_an_endpoint_by_name(
     dead = hpc("eval", "qs", ENV_ID, *PLAIN, "--submit", ok=False)
     assert dead.returncode == 6 and "no eval job was submitted" in dead.stderr
     assert "qs-eval-2" not in hpc.registry()
+
+
+def test_eval_job_fails_with_the_cause_when_its_endpoint_is_stopped_mid_run(
+        hpc: HPC, vf: Path, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+    require(slurm_up(), "the real single-node Slurm", START)
+    hpc.config_dir.mkdir(parents=True, exist_ok=True)
+    (hpc.config_dir / "clusters.yaml").write_text(
+        "default: testslurm\nclusters:\n  testslurm:\n    scheduler: slurm\n"
+        f"    partition: {PARTITION}\n    time-limit: \"00:10:00\"\n    gpus-per-node: 4\n"
+        "    gpu-directive: gres\n    simulate: true\n")
+    record = tmp_path / "qd.requests.jsonl"
+    hpc("submit", "Qwen3-VL-2B", "--preset", "single-gpu", "--name", "qd", "--wait",
+        "--env", f"HPCLAUNCH_STANDIN_RECORD={record}",
+        "--env", "HPCLAUNCH_STANDIN_TOKEN_DELAY=0.3")
+    hpc("eval", "qd", ENV_ID, "-n", "4", "-r", "3", "-c", "1", "--disable-tui",
+        "--disable-env-server", "-a", '{"use_think": false}', "--submit")
+    deadline = time.monotonic() + 120
+    while len(_chats(record)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(_chats(record)) >= 2, "the eval job never reached the endpoint"
+    hpc("stop", "qd")
+    stopped = time.monotonic()
+    final = until_final(hpc, "qd-eval-1", timeout=90)
+    assert final["state"] == "FAILED", final
+    assert final["reason"].startswith("exited 6: ")  # 6: the endpoint ENDED under it
+    assert "went ENDED during the eval (its job ended" in final["reason"]
+    assert time.monotonic() - stopped < 60
+
+
+def _chats(record: Path) -> list[str]:
+    if not record.exists():
+        return []
+    return [line for line in record.read_text().splitlines() if "/v1/chat/completions" in line]
