@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hpclaunch.config import state_dir
-from hpclaunch.errors import UserError
+from hpclaunch.errors import NotFoundError, UserError
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")  # always fullmatch: "$" admits "\n"
@@ -33,7 +33,8 @@ PENDING, STARTING, READY, UNHEALTHY, FAILED, ENDED, UNKNOWN = (
     "PENDING", "STARTING", "READY", "UNHEALTHY", "FAILED", "ENDED", "UNKNOWN",
 )
 FINAL_STATES = frozenset({FAILED, ENDED})
-STATES = (PENDING, STARTING, READY, UNHEALTHY, FAILED, ENDED, UNKNOWN)
+RUNNING = "RUNNING"  # an eval job (kind "eval") whose vf-eval runs
+STATES = (PENDING, STARTING, READY, UNHEALTHY, FAILED, ENDED, UNKNOWN, RUNNING)
 
 
 def check_name(name: str) -> str:
@@ -51,6 +52,7 @@ class Record:
     """What hpclaunch remembers about one endpoint."""
 
     name: str
+    kind: str = "endpoint"  # or "eval": a vf-eval batch job (hpclaunch eval --submit)
     model: str
     model_id: str
     served_model_name: str
@@ -159,7 +161,7 @@ class Registry:
     def get(self, name: str) -> Record:
         records = self.load()
         if name not in records:
-            raise UserError(unknown_name_message(name, records))
+            raise NotFoundError(unknown_name_message(name, records))
         return records[name]
 
     # -- writing -----------------------------------------------------------------
@@ -283,7 +285,7 @@ class Registry:
     def remove(self, name: str) -> Record:
         with self.transaction() as records:
             if name not in records:
-                raise UserError(unknown_name_message(name, records))
+                raise NotFoundError(unknown_name_message(name, records))
             rec = records[name]
             if not rec.final:
                 raise UserError(

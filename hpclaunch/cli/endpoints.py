@@ -17,7 +17,7 @@ from hpclaunch.cli.common import (
     table,
 )
 from hpclaunch.cli.main import cli
-from hpclaunch.errors import UserError
+from hpclaunch.errors import EndpointStateError, UserError
 
 EPILOG_SUBMIT = """\b
 Examples:
@@ -91,7 +91,8 @@ def submit(model: str, preset: str, name: str | None, cluster: str | None,
     sim = " (simulated: hpclaunch stand-in, no GPU)" if rec.simulated else ""
     click.echo(f"submitted {rec.name}: job {rec.job_id} on {rec.cluster} "
                f"({rec.scheduler}){sim}", err=as_json)
-    click.echo(f"  next: hpclaunch wait {rec.name}", err=as_json)
+    if not wait_ready:  # with --wait the next step is already under way
+        click.echo(f"  next: hpclaunch wait {rec.name}", err=as_json)
     try:
         if wait_ready:
             _wait_and_report(rec.name, timeout, as_json)
@@ -153,7 +154,7 @@ def _wait_and_report(name: str, timeout: float, as_json: bool, quiet: bool = Fal
     elif rec.state == "READY":
         click.echo(f"{rec.name} is READY at {rec.url} (model {rec.served_model_name!r})")
     if rec.state != "READY":
-        raise UserError(f"{rec.name} is {rec.state}: {rec.reason}")
+        raise EndpointStateError(f"{rec.name} is {rec.state}: {rec.reason}", state=rec.state)
 
 
 @cli.command()
@@ -202,15 +203,15 @@ def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
         records = api.refresh(registry=registry, warnings=warnings, stale=stale)
         for warning in warnings:
             click.echo(f"hpclaunch: warning: {warning}", err=True)
-    if not show_all:
-        records = [r for r in records if not r.final]
+    hidden = [] if show_all else [r for r in records if r.final]
+    records = [r for r in records if show_all or not r.final]
     records.sort(key=lambda r: r.created)
     if as_json:
         click.echo(json.dumps([{**r.public(), "stale": r.name in stale} for r in records],
                               indent=2))
         return
     if not records:
-        click.echo("no endpoints" + ("" if show_all else " (--all shows ended ones)"))
+        click.echo(_nothing_live(hidden))
         return
     now = time.time()
     rows = [[r.name, r.served_model_name if r.served_model_name == r.model_id else
@@ -220,11 +221,23 @@ def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
     click.echo(table(rows, ["NAME", "MODEL", "STATE", "URL", "JOB", "NODE", "AGE"]))
 
 
+def _nothing_live(hidden: list[Any]) -> str:
+    """Say what ``--all`` would show: FAILED ones are hidden too, not only ENDED ones."""
+    if not hidden:
+        return "no endpoints"
+    counts = {s: sum(r.state == s for r in hidden) for s in ("FAILED", "ENDED")}
+    parts = [f"{n} {s}" for s, n in counts.items() if n]
+    return f"no live endpoints ({', '.join(parts)}: hpclaunch endpoints --all shows them)"
+
+
 @cli.command()
 @click.argument("name", shell_complete=complete_names)
 @click.option("--json", "as_json", is_flag=True, help="JSON object (no API key).")
 def status(name: str, as_json: bool) -> None:
-    """State, job, node, port, log path and the last stats line of NAME."""
+    """State, job, node, port, log path and the last stats line of NAME.
+
+    Exits 0 when READY, 4 not ready yet (or UNHEALTHY), 5 FAILED, 6 ENDED, 3 unknown name.
+    """
     from hpclaunch import api
 
     observations: dict[str, Any] = {}
@@ -236,6 +249,7 @@ def status(name: str, as_json: bool) -> None:
         data = rec.public()
         data["last_stats"] = stats_line
         click.echo(json.dumps(data, indent=2))
+        _exit_for_state(rec)
         return
     fields = [
         ("name", rec.name), ("state", state_label(rec)), ("reason", rec.reason or "-"),
@@ -246,6 +260,19 @@ def status(name: str, as_json: bool) -> None:
     ]
     for key, value in fields:
         click.echo(f"{key + ':':<12} {value}")
+    _exit_for_state(rec)
+
+
+def _exit_for_state(rec: Any) -> None:
+    """``status`` is a check scripts can branch on: 0 only when READY (see the exit codes);
+    for an eval job, 0 once vf-eval finished with status 0."""
+    from hpclaunch.errors import exit_code_for_state
+
+    if rec.kind == "eval" and rec.state == "ENDED" and rec.reason.startswith("vf-eval finished"):
+        return
+    code = exit_code_for_state(rec.state)
+    if code:
+        sys.exit(code)
 
 
 def _stats_summary(report: Any) -> str:

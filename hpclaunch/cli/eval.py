@@ -1,6 +1,7 @@
 """CLI: ``export``, ``env`` and ``eval`` - endpoint names for eval tools.
 
-Thin wrappers over :mod:`hpclaunch.eval.export` and :mod:`hpclaunch.eval.runner`.
+Thin wrappers over :mod:`hpclaunch.eval.export`, :mod:`hpclaunch.eval.shell` and
+:mod:`hpclaunch.eval.runner`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from hpclaunch.errors import UserError
 
 EPILOG_EXPORT = """\b
 Examples:
-  hpclaunch export                      # ./configs/endpoints.toml, vf-eval's default
-  vf-eval my-env -m qwen-vl             # finds qwen-vl there; keys: hpclaunch env --all
-  hpclaunch export --format vf-eval-v1  # verifiers 0.4: configs/hpclaunch/NAME.toml
+  hpclaunch export                      # prints the vf-eval command to use, e.g.:
+  vf-eval my-env -m qwen-vl -e ~/.local/state/hpclaunch/exports/endpoints.toml
+  hpclaunch export --format vf-eval-v1  # verifiers 0.4: .../exports/vf04/NAME.toml
   hpclaunch export --format json --path endpoints.json
 """
 
@@ -33,6 +34,7 @@ Examples:
   hpclaunch eval qwen-thinking my-env -n 50       # adds use_think false, -t 32768
   hpclaunch eval qwen-tp my-env -n 100 --compare qwen-dp   # A/B table
   hpclaunch eval qwen-vl my-env --dry-run         # print the vf-eval command only
+  hpclaunch eval qwen-vl my-env -n 500 --submit   # as a CPU batch job on the cluster
 
 \b
 Arguments after ENV go to vf-eval unchanged, except the ones hpclaunch sets from
@@ -51,15 +53,17 @@ def _err(message: str) -> None:
               help="auto: the format the installed vf-eval reads (0.3.x registry when unsure).")
 @click.option("--path", type=click.Path(path_type=Path),
               help="File (vf-eval, json, env) or directory (vf-eval-v1). Default: "
-                   "./configs/endpoints.toml ($HPCLAUNCH_VF_ENDPOINTS), ./configs/hpclaunch/, "
-                   "stdout for json and env.")
+                   "$XDG_STATE_HOME/hpclaunch/exports/endpoints.toml ($HPCLAUNCH_VF_ENDPOINTS), "
+                   ".../exports/vf04/ ($HPCLAUNCH_VF_CONFIGS), stdout for json and env.")
 @click.option("--cached", is_flag=True, help="Use stored states; ask no scheduler.")
 def export_cmd(fmt: str, path: Path | None, cached: bool) -> None:
     """Write every READY endpoint where vf-eval (or a script) finds it by name.
 
-    The vf-eval registry keeps your own [[endpoint]] entries and drops the ones
-    hpclaunch wrote for endpoints that have ended. Files name the key variables
-    (HPCLAUNCH_KEY_<NAME>); `hpclaunch env --all` exports the keys.
+    Prints the exact vf-eval command to use (absolute paths: it works from any
+    directory). The vf-eval registry keeps your own [[endpoint]] entries; a name
+    hpclaunch wrote once that is no longer READY keeps an entry that makes vf-eval
+    stop with the reason (never a fall back to a hosted provider). Files name the key
+    variables (HPCLAUNCH_KEY_<NAME>); `hpclaunch env --all` exports the keys.
     """
     from hpclaunch.eval.export import export
 
@@ -69,6 +73,8 @@ def export_cmd(fmt: str, path: Path | None, cached: bool) -> None:
     if result.path is None:
         click.echo(result.text, nl=False)
     _err(f"exported {result.summary()}")
+    for line in result.usage:
+        click.echo(line)
 
 
 @cli.command("env", epilog=EPILOG_ENV)
@@ -82,25 +88,68 @@ def env_cmd(name: str | None, all_ready: bool, wait_ready: bool, timeout: float)
 
     OPENAI_BASE_URL, OPENAI_API_KEY, HPCLAUNCH_KEY_<NAME> (what an exported
     registry's `key` names) and HPCLAUNCH_MODEL (the served model name).
+    When NAME cannot be used (unknown, not READY, FAILED, ENDED), stdout gets a
+    statement that fails (so `set -e` stops the script) and points OpenAI clients at
+    an address nothing listens on, never at their hosted default.
     """
-    from hpclaunch.eval.export import env_all_text, env_text, ready_endpoints
+    from hpclaunch.eval.export import ready_endpoints
+    from hpclaunch.eval.shell import env_all_text, env_text, refused_env_text
 
-    if all_ready == bool(name):
-        raise UserError("give an endpoint NAME or --all (not both)")
-    if all_ready:
-        endpoints, _ = ready_endpoints()
-        if not endpoints:
-            _err("no READY endpoints")
-        click.echo(env_all_text(endpoints), nl=False)
-        return
-    from hpclaunch.endpoints.resolve import resolve
+    try:
+        if all_ready == bool(name):
+            raise UserError("give an endpoint NAME or --all (not both)")
+        if all_ready:
+            endpoints, _ = ready_endpoints()
+            if not endpoints:
+                _err("no READY endpoints")
+            click.echo(env_all_text(endpoints), nl=False)
+            return
+        from hpclaunch.endpoints.resolve import resolve
 
-    assert name is not None
-    click.echo(env_text(resolve(name, wait=wait_ready, timeout=timeout)), nl=False)
+        assert name is not None
+        click.echo(env_text(resolve(name, wait=wait_ready, timeout=timeout)), nl=False)
+    except UserError as exc:
+        click.echo(refused_env_text(str(exc), exc.exit_code), nl=False)
+        raise
 
 
-@cli.command("eval", epilog=EPILOG_EVAL,
-             context_settings={"ignore_unknown_options": True})
+class PassThroughCommand(click.Command):
+    """A command whose unknown arguments belong to another program (vf-eval).
+
+    click reads ``-mother`` as the bundle ``-m -o -t -h -e -r`` and its ``-h`` prints
+    help and exits 0, so a vf-eval argument could silently end the run. hpclaunch's own
+    options here are long-only: those are taken out, and everything else is handed
+    on as positional arguments, exactly as typed. ``-h``/``--help`` alone still help.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        before_dashes = args[:args.index("--")] if "--" in args else args
+        if "-h" in before_dashes or "--help" in before_dashes:
+            return super().parse_args(ctx, args)
+        options = [p for p in self.params if isinstance(p, click.Option)]
+        long_opts = {o for p in options for o in p.opts if o.startswith("--")}
+        flags = {o for p in options if p.is_flag for o in p.opts}
+        own: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                rest.extend(args[i + 1:])
+                break
+            head = arg.split("=", 1)[0]
+            if head in long_opts:
+                own.append(arg)
+                if "=" not in arg and head not in flags and i + 1 < len(args):
+                    own.append(args[i + 1])
+                    i += 1
+            else:
+                rest.append(arg)
+            i += 1
+        return super().parse_args(ctx, [*own, "--", *rest])
+
+
+@cli.command("eval", cls=PassThroughCommand, epilog=EPILOG_EVAL)
 @click.argument("name")
 @click.argument("env_id", metavar="ENV")
 @click.argument("vf_args", nargs=-1, type=click.UNPROCESSED, metavar="[VF_EVAL_ARGS]...")
@@ -113,9 +162,14 @@ def env_cmd(name: str | None, all_ready: bool, wait_ready: bool, timeout: float)
               help="Max tokens for servers with --reasoning-parser (capped by the context).")
 @click.option("--vf-eval", "vf_exec", metavar="PATH",
               help="vf-eval executable (default: $HPCLAUNCH_VF_EVAL, this venv's, PATH).")
+@click.option("--submit", "as_job", is_flag=True,
+              help="Run vf-eval as its own CPU batch job on the cluster (login nodes kill "
+                   "long processes); it shows in endpoints/status with its own state and log.")
+@click.option("--cluster", metavar="C", help="With --submit: the cluster profile for the job "
+                                             "(default: the endpoint's).")
 def eval_cmd(name: str, env_id: str, vf_args: tuple[str, ...], others: tuple[str, ...],
              dry_run: bool, wait_timeout: float, reasoning_max_tokens: int,
-             vf_exec: str | None) -> None:
+             vf_exec: str | None, as_job: bool, cluster: str | None) -> None:
     """Run vf-eval ENV on endpoint NAME: checked name, right format, key in its environment.
 
     Refuses unknown, FAILED and ENDED names (vf-eval itself would send an unknown
@@ -130,6 +184,23 @@ def eval_cmd(name: str, env_id: str, vf_args: tuple[str, ...], others: tuple[str
 
     vf = detect_vf_eval(vf_exec)
     assert vf is not None
+    if cluster and not as_job:
+        raise UserError("--cluster goes with --submit (the endpoint says where it runs)")
+    if as_job:
+        if others or dry_run:
+            raise UserError("--submit runs one eval as a job; drop --compare / --dry-run")
+        from hpclaunch.eval.batch import submit_eval_job
+        from hpclaunch.eval.runner import refuse_reserved
+
+        refuse_reserved(name, list(vf_args), vf)
+        job = submit_eval_job(name, env_id, list(vf_args), vf=vf, cluster=cluster,
+                              wait_timeout=wait_timeout,
+                              max_tokens_default=reasoning_max_tokens)
+        click.echo(f"submitted {job.name}: job {job.job_id} on {job.cluster} ({job.scheduler}), "
+                   f"vf-eval {env_id} on {name}")
+        click.echo(f"  log: {job.log_path}")
+        click.echo(f"  next: hpclaunch status {job.name}   (results: {job.results_dir}/results)")
+        return
     if others:
         if dry_run:
             raise UserError("--dry-run shows one command; drop --compare to see it")

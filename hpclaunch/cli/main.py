@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from hpclaunch.errors import UserError
+from hpclaunch.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UserError
 
 
 class LazyGroup(click.Group):
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="hpclaunch", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -85,15 +85,15 @@ def main(argv: list[str] | None = None) -> None:
             raise
         for line in str(exc).splitlines() or ["error"]:
             click.echo(f"hpclaunch: {line}", err=True)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - last line of defence for a CLI
         if debug:
             raise
         click.echo(f"hpclaunch: internal error: {type(exc).__name__}: {exc} "
                    "(rerun with --debug for a traceback, and please report it)", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

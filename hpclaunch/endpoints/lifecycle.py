@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpclaunch.config import ClusterProfile
 from hpclaunch.endpoints.launch import with_scheduler
-from hpclaunch.errors import UserError
+from hpclaunch.errors import EndpointStateError, UserError
 from hpclaunch.registry import ENDED, FAILED, READY, STARTING, Record, Registry
 from hpclaunch.schedulers.base import JobState
 
@@ -221,11 +221,10 @@ def wait(
             if rec.state in (READY, FAILED, ENDED):
                 return rec
             if elapsed >= timeout:
-                raise UserError(
+                raise EndpointStateError(
                     f"{name} is still {rec.state} after {timeout:.0f} s ({rec.reason}); "
                     f"keep waiting with hpclaunch wait {name} --timeout N, or check "
-                    f"hpclaunch logs {name}"
-                )
+                    f"hpclaunch logs {name}", state=rec.state)
             time.sleep(min(poll, max(0.0, timeout - elapsed)))
     finally:
         transport.close()

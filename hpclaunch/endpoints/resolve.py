@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpclaunch.errors import UserError
+from hpclaunch.errors import EndpointStateError, UserError
 from hpclaunch.registry import FINAL_STATES, READY, Record, Registry
 
 KEY_VAR_PREFIX = "HPCLAUNCH_KEY_"
@@ -158,11 +158,15 @@ def resolve(name: str, *, wait: bool = False, timeout: float = 1800.0,
             rec = wait_ready(name, timeout=timeout)
     else:
         rec = Registry().get(name)
+    if rec.kind != "endpoint":
+        raise UserError(f"{name!r} is an eval job ({rec.model_id}), not an endpoint; "
+                        f"hpclaunch status {name} shows it")
     if require_ready and rec.state != READY:
         hint = (f"submit it again (hpclaunch submit ... --name {name})" if rec.final
                 else f"hpclaunch wait {name} first")
-        raise UserError(f"endpoint {name!r} is {rec.state}"
-                        f"{': ' + rec.reason if rec.reason else ''}; {hint}")
+        raise EndpointStateError(f"endpoint {name!r} is {rec.state}"
+                                 f"{': ' + rec.reason if rec.reason else ''}; {hint}",
+                                 state=rec.state)
     return Endpoint.from_record(rec)
 
 

@@ -126,7 +126,7 @@ def collect(rec: Record, report: LogReport | None, transport: Transport,
         result.source = "metrics"
         result.engines = from_metrics(sample, previous)
         if previous is None:
-            result.note = "throughput needs two /metrics samples; shown as 0 on the first"
+            result.note = _log_rates_for_first_sample(result.engines, report)
         return result, sample
     if report is not None and report.stats:
         result.source = "log"
@@ -137,3 +137,30 @@ def collect(rec: Record, report: LogReport | None, transport: Transport,
     else:
         result.note = "no stats yet (vLLM logs them only while serving requests)"
     return result, sample
+
+
+def _log_rates_for_first_sample(rows: list[EngineRow], report: LogReport | None) -> str:
+    """Throughput for a first /metrics sample (which has none): the log's stats line.
+
+    One sample of counters gives no rate, and showing 0 while ``status`` quotes the
+    log's ``Avg prompt throughput: 1.0 tokens/s`` for the same moment is a contradiction;
+    the log's average is what both then show.
+    """
+    logged = report.stats if report is not None else {}
+
+    def key(engine: str) -> str:
+        return str(int(engine)) if engine.isdigit() else engine
+
+    by_engine = {key(e): st for e, st in logged.items()}
+    matched = 0
+    for row in rows:
+        st = by_engine.get(key(row.engine))
+        if st is None and len(rows) == 1 and "aggregated" in by_engine:
+            st = by_engine["aggregated"]
+        if st is not None:
+            row.prompt_tps, row.gen_tps = st.prompt_tps, st.gen_tps
+            matched += 1
+    if matched == len(rows) and rows:
+        return ("throughput from the log's last stats line (an average over vLLM's stats "
+                "interval); gauges from /metrics")
+    return "throughput needs two /metrics samples; shown as 0 on the first"

@@ -13,6 +13,7 @@ Final states are stored and never re-queried.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from hpclaunch.registry import (
     FAILED,
     PENDING,
     READY,
+    RUNNING,
     STARTING,
     UNHEALTHY,
     UNKNOWN,
@@ -147,6 +149,8 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
         return Observation(PENDING, reason=reason, job=job)
     if job.state == JOB_UNKNOWN:  # kept as it was; asked again on the next refresh
         return Observation(UNKNOWN, reason=job.reason, job=job)
+    if rec.kind == "eval":
+        return observe_eval_job(rec, job, transport)
 
     info = read_endpoint_file(transport, rec) or {}
     host = str(info.get("host") or rec.host)
@@ -211,17 +215,73 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
     return obs
 
 
+def observe_eval_job(rec: Record, job: JobState, transport: Transport) -> Observation:
+    """An ``hpclaunch eval --submit`` job: RUNNING, then ENDED (vf-eval exited 0) or FAILED.
+
+    Its script writes ``eval.exit`` beside its log; the reason is the log's last line
+    (what the job is waiting for, or how vf-eval ended).
+    """
+    obs = Observation(RUNNING, log_path=rec.log_path, node=job.node or "", job=job)
+    last = _last_line(transport, rec.log_path)
+    if not job.left_queue:
+        obs.reason = last or "starting"
+        return obs
+    code = read_exit_code_at(transport, f"{rec.results_dir}/eval.exit")
+    if code is None and job.state == MISSING and time.time() - rec.updated < 60:
+        # squeue can miss a job for a moment between states: not gone until it stays so.
+        obs.reason = "the scheduler does not list the job right now; asking again"
+        return obs
+    if code == 0:
+        obs.state, obs.reason = ENDED, f"vf-eval finished; results in {rec.results_dir}/results"
+    elif code is None and "CANCEL" in job.reason.upper():
+        obs.state, obs.reason = ENDED, f"cancelled ({job.reason})"
+    else:
+        obs.state = FAILED
+        obs.reason = (f"exited {code}: {last}" if code is not None
+                      else f"the job is gone and left no exit status: {last}")
+    return obs
+
+
+def _last_line(transport: Transport, path: str) -> str:
+    st = transport.stat(path) if path else None
+    if st is None or not st.size:
+        return ""
+    start = max(0, st.size - 2000)
+    text = transport.read_range(path, start, st.size - start).decode("utf-8", "replace")
+    lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def read_exit_code_at(transport: Transport, path: str) -> int | None:
+    text = transport.read_text(path)
+    try:
+        return int(text.strip().splitlines()[0]) if text else None
+    except (ValueError, IndexError):
+        return None
+
+
 def _scheduler_killed(reason: str) -> bool:
     upper = reason.upper()
     return any(word in upper for word in ("TIMEOUT", "TIME LIMIT", "WALLTIME", "NODE_FAIL",
                                           "OUT_OF_MEMORY", "PREEMPT", "BOOT_FAIL", "JOB_EXEC"))
 
 
+# A successful request in uvicorn's access log ("GET /health HTTP/1.1" 200 OK): hpclaunch's own
+# probes write one every few seconds, so after a hard kill they are all the tail holds.
+_ACCESS_OK = re.compile(r'"[A-Z]+ \S+ HTTP/[0-9.]+" [23][0-9][0-9]\b')
+
+
 def _last_lines_hint(report: LogReport | None) -> str:
+    """The last few log lines that say something: successful requests are skipped."""
     if report is None:
         return ""
-    lines = [ln.strip() for ln in report.last_lines(3) if ln.strip()]
-    return f"; last log lines: {' | '.join(lines)}" if lines else "; the log is empty"
+    tail = [ln.strip() for ln in report.last_lines(60) if ln.strip()]
+    lines = [ln for ln in tail if not _ACCESS_OK.search(ln)][-3:]
+    if lines:
+        return f"; last log lines: {' | '.join(lines)}"
+    if tail:
+        return "; the log ends with requests that succeeded, no error (killed from outside?)"
+    return "; the log is empty"
 
 
 def apply(rec: Record, obs: Observation) -> dict[str, Any]:

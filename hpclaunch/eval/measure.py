@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hpclaunch.endpoints.resolve import Endpoint
@@ -36,28 +37,86 @@ def read_metrics(ep: Endpoint, timeout: float = 2.0) -> dict[str, float] | None:
         return None
 
 
-class MetricsWatch:
-    """Polls /metrics while vf-eval runs: counter deltas and the window the server was busy.
+def health_ok(ep: Endpoint, timeout: float = 2.0) -> bool:
+    """``/health`` answers 200: alive, even where /metrics is not served."""
+    import urllib.request
 
-    The busy window runs from the last poll before the server showed any activity to
-    the first poll after the last activity, so it is exact to within two intervals.
+    base = ep.base_url[:-3] if ep.base_url.endswith("/v1") else ep.base_url
+    req = urllib.request.Request(f"{base}/health",
+                                 headers={"Authorization": f"Bearer {ep.api_key}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+# What the watch asks when the server stops answering: its state and reason, as
+# ``hpclaunch status`` would say them (scheduler, log, /health).
+StateCheck = Callable[[], tuple[str, str]]
+
+
+class MetricsWatch:
+    """Watches the endpoint while vf-eval runs: /metrics deltas, and whether it is alive.
+
+    One request a second at most (vLLM logs every request; ~5/s filled its log). The busy
+    window runs from the last poll before the server showed any activity to the first poll
+    after the last activity, so it is exact to within two intervals.
+
+    When neither /metrics nor /health answers ``misses`` polls in a row, ``check`` says
+    what happened: FAILED or ENDED stops the run at once (``on_dead``); a server that
+    is unreachable or UNHEALTHY gets ``grace`` seconds to come back (a loaded server
+    can be slow to answer), then the run is stopped too. ``cause`` says why.
     """
 
-    def __init__(self, ep: Endpoint, interval: float = 0.2) -> None:
+    def __init__(self, ep: Endpoint, interval: float = 1.0, *, check: StateCheck | None = None,
+                 on_dead: Callable[[], None] | None = None, misses: int = 2,
+                 grace: float = 15.0) -> None:
         self.ep = ep
-        self.interval = interval
+        self.interval = max(interval, 1.0)
         self.samples: list[tuple[float, dict[str, float]]] = []
+        self.check, self.on_dead, self.misses, self.grace = check, on_dead, misses, grace
+        self.cause: tuple[str, str] | None = None  # (state, reason) that stopped the run
+        self._missed = 0
+        self._silent_since: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> None:
+    def _sample(self) -> bool:
         values = read_metrics(self.ep)
         if values is not None:
             self.samples.append((time.monotonic(), values))
+            return True
+        return health_ok(self.ep)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self._sample()
+            if self._sample():
+                self._missed, self._silent_since = 0, None
+                continue
+            self._missed += 1
+            now = time.monotonic()
+            self._silent_since = self._silent_since or now
+            if self._missed % self.misses == 0 and self.check is not None:
+                self._judge(now)
+                if self.cause is not None:
+                    return
+
+    def _judge(self, now: float) -> None:
+        assert self.check is not None
+        try:
+            state, reason = self.check()
+        except Exception as exc:  # noqa: BLE001 - a failed check must not end the watch
+            state, reason = "UNKNOWN", f"its state could not be read ({exc})"
+        silent = now - (self._silent_since or now)
+        if state in ("FAILED", "ENDED"):
+            self.cause = (state, reason)
+        elif silent >= self.grace:
+            self.cause = (state if state != "READY" else "UNHEALTHY",
+                          f"no answer from {self.ep.base_url} for {silent:.0f} s"
+                          + (f" ({reason})" if reason else ""))
+        if self.cause is not None and self.on_dead is not None:
+            self.on_dead()
 
     def __enter__(self) -> MetricsWatch:
         self._sample()
@@ -66,8 +125,9 @@ class MetricsWatch:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
-        self._sample()
+        self._thread.join(timeout=self.interval + 10)
+        if self.cause is None:
+            self._sample()
 
     def delta(self, key: str) -> float | None:
         if len(self.samples) < 2:
@@ -149,6 +209,6 @@ def compare_table(runs: list[RunStats]) -> str:
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
                        enumerate(zip(r, widths, strict=True))).rstrip() for r in table]
     lines.append("requests/s and tokens/s: over the server busy time (from each server's "
-                 "/metrics, polled\nevery 0.2 s, so short runs are coarse), or over the wall "
+                 "/metrics, polled\nonce a second, so short runs are coarse), or over the wall "
                  "time when /metrics is unavailable")
     return "\n".join(lines)

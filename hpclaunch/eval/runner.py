@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpclaunch.endpoints.resolve import Endpoint
-from hpclaunch.errors import UserError
+from hpclaunch.errors import EndpointStateError, UserError
 from hpclaunch.eval.measure import MetricsWatch, RunStats
 from hpclaunch.eval.vfeval import (
     REASONING_MAX_TOKENS,
@@ -145,6 +145,20 @@ class EvalCommand:
         return shlex.join(self.argv)
 
 
+def refuse_reserved(name: str, args: list[str], vf: VfEval) -> None:
+    """Refuse vf-eval options that hpclaunch sets from the endpoint (before any state check)."""
+    if vf.generation == "0.4":
+        clash = _has_option(args, V1_RESERVED)
+        if clash:
+            raise UserError(f"hpclaunch eval sets {clash} from endpoint {name} (in the config "
+                            "file it passes with @); leave it out, or run vf-eval directly")
+        return
+    clash = _has_option(args, LEGACY_RESERVED)
+    if clash:
+        raise UserError(f"hpclaunch eval sets vf-eval's {LEGACY_RESERVED[clash]} from endpoint "
+                        f"{name}; leave {clash} out (or run vf-eval directly)")
+
+
 def build_command(ep: Endpoint, env_id: str, vf_args: list[str], vf: VfEval, workdir: Path,
                   *, max_tokens_default: int = REASONING_MAX_TOKENS,
                   context: int | None = None) -> EvalCommand:
@@ -156,12 +170,9 @@ def build_command(ep: Endpoint, env_id: str, vf_args: list[str], vf: VfEval, wor
 
 def _build_legacy(ep: Endpoint, env_id: str, args: list[str], vf: VfEval, workdir: Path,
                   max_tokens_default: int, context: int | None) -> EvalCommand:
-    from hpclaunch.eval.export import REGISTRY_HEADER, registry_block
+    from hpclaunch.eval.vf03_registry import REGISTRY_HEADER, registry_block
 
-    clash = _has_option(args, LEGACY_RESERVED)
-    if clash:
-        raise UserError(f"hpclaunch eval sets vf-eval's {LEGACY_RESERVED[clash]} from endpoint "
-                        f"{ep.name}; leave {clash} out (or run vf-eval directly)")
+    refuse_reserved(ep.name, args, vf)
     registry = workdir / "endpoints.toml"
     cmd = EvalCommand(argv=[], env={ep.key_var: ep.api_key},
                       files={registry: REGISTRY_HEADER + "\n" + registry_block(ep)})
@@ -197,12 +208,9 @@ def _build_legacy(ep: Endpoint, env_id: str, args: list[str], vf: VfEval, workdi
 
 def _build_v1(ep: Endpoint, env_id: str, args: list[str], vf: VfEval, workdir: Path,
               max_tokens_default: int, context: int | None) -> EvalCommand:
-    from hpclaunch.eval.export import v1_config
+    from hpclaunch.eval.vf04_configs import v1_config
 
-    clash = _has_option(args, V1_RESERVED)
-    if clash:
-        raise UserError(f"hpclaunch eval sets {clash} from endpoint {ep.name} (in the config "
-                        "file it passes with @); leave it out, or run vf-eval directly")
+    refuse_reserved(ep.name, args, vf)
     if _has_option(args, ("-a", "--env-args")):
         raise UserError("verifiers 0.4 has no -a/--env-args: pass environment fields as "
                         "--env.taskset.FIELD VALUE")
@@ -232,25 +240,71 @@ def _build_v1(ep: Endpoint, env_id: str, args: list[str], vf: VfEval, workdir: P
 
 
 def ready_endpoint(name: str, timeout: float, echo: Callable[[str], None]) -> Endpoint:
-    """Refuse unknown, FAILED and ENDED names; wait for PENDING/STARTING ones."""
-    from hpclaunch.endpoints.resolve import resolve
-    from hpclaunch.registry import READY, Registry
+    """Refuse unknown, FAILED, ENDED and UNHEALTHY names at once; wait for PENDING/STARTING.
 
-    rec = Registry().get(name)  # unknown -> "no endpoint named ..., did you mean"
-    if rec.final:
-        return resolve(name)  # raises with the state, the reason and what to do
+    The state is asked afresh (one scheduler call and a /health probe): a stored READY
+    may be a server that died since the last look.
+    """
+    from hpclaunch.endpoints.lifecycle import refresh
+    from hpclaunch.endpoints.resolve import resolve
+    from hpclaunch.registry import READY, UNHEALTHY, Registry
+
+    if Registry().get(name).kind != "endpoint":  # unknown: "did you mean" (exit 3)
+        raise UserError(f"{name!r} is an eval job, not an endpoint")
+    rec = refresh([name])[0]
+    if rec.final or rec.state == UNHEALTHY:
+        raise EndpointStateError(
+            f"endpoint {name!r} is {rec.state}{': ' + rec.reason if rec.reason else ''}; "
+            f"nothing was run (hpclaunch status {name})", state=rec.state)
     if rec.state != READY:
         echo(f"waiting for {name} ({rec.state}) to be READY (at most {timeout:.0f} s)")
-    return resolve(name, wait=True, timeout=timeout)
+    return resolve(name, wait=rec.state != READY, timeout=timeout)
+
+
+def _state_now(name: str) -> tuple[str, str]:
+    from hpclaunch.endpoints.lifecycle import refresh
+
+    rec = refresh([name])[0]
+    return rec.state, rec.reason
+
+
+def _run_watched(cmd: EvalCommand, ep: Endpoint) -> tuple[int, MetricsWatch]:
+    """Run vf-eval while watching ``ep``; stop vf-eval if the endpoint dies under it.
+
+    vf-eval itself goes on through a dead server (every rollout an error, reward 0,
+    exit 0), so the watch is what turns a dead endpoint into a failed eval.
+    """
+    env = {**os.environ, **cmd.env}
+    proc = subprocess.Popen(cmd.argv, env=env)
+
+    def stop_vf_eval() -> None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    with MetricsWatch(ep, check=lambda: _state_now(ep.name), on_dead=stop_vf_eval) as watch:
+        try:
+            returncode = proc.wait()
+        except BaseException:  # Ctrl-C: vf-eval must not outlive us
+            stop_vf_eval()
+            raise
+    return returncode, watch
 
 
 def run_eval(name: str, env_id: str, vf_args: list[str], *, vf: VfEval | None = None,
              wait_timeout: float = 1800.0, dry_run: bool = False,
              max_tokens_default: int = REASONING_MAX_TOKENS,
              echo: Callable[[str], None] = print) -> RunStats | EvalCommand:
-    """Run vf-eval on endpoint ``name`` (its output goes to this process's stdout/stderr)."""
+    """Run vf-eval on endpoint ``name`` (its output goes to this process's stdout/stderr).
+
+    Raises :class:`EndpointStateError` (exit 5 FAILED, 6 ENDED, 4 UNHEALTHY) when the
+    endpoint dies during the run, naming the cause; vf-eval is stopped then.
+    """
     vf = vf or detect_vf_eval()
     assert vf is not None
+    refuse_reserved(name, vf_args, vf)
     ep = ready_endpoint(name, wait_timeout, echo)
     context = server_max_model_len(ep) if ep.reasoning_parser else None
     with tempfile.TemporaryDirectory(prefix="hpclaunch-eval-") as tmp:
@@ -265,13 +319,17 @@ def run_eval(name: str, env_id: str, vf_args: list[str], *, vf: VfEval | None = 
         for path, text in cmd.files.items():
             path.write_text(text, encoding="utf-8")
         echo(f"running (verifiers {vf.version or vf.generation + '.x'}): {cmd.shell()}")
-        env = {**os.environ, **cmd.env}
         start = time.monotonic()
-        with MetricsWatch(ep) as watch:
-            proc = subprocess.run(cmd.argv, env=env, check=False)
+        returncode, watch = _run_watched(cmd, ep)
         wall = time.monotonic() - start
+    if watch.cause is not None:
+        state, reason = watch.cause
+        raise EndpointStateError(
+            f"endpoint {name!r} went {state} during the eval ({reason}); vf-eval was stopped "
+            f"after {wall:.0f} s, its results are incomplete (hpclaunch status {name})",
+            state=state if state != "READY" else "UNHEALTHY")
     return RunStats(name=ep.name, model_id=ep.model_id, layout=ep.layout_label,
-                    returncode=proc.returncode, wall_s=wall, busy_s=watch.busy_seconds(),
+                    returncode=returncode, wall_s=wall, busy_s=watch.busy_seconds(),
                     requests=watch.delta("requests"), gen_tokens=watch.delta("gen_tokens"),
                     prompt_tokens=watch.delta("prompt_tokens"))
 

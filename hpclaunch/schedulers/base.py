@@ -84,6 +84,10 @@ class Scheduler:
         """Scheduler header lines for ``plan`` (with the prefix, e.g. ``#SBATCH``)."""
         return []
 
+    def cpu_directives(self, name: str, job_dir: str) -> list[str]:
+        """Header lines for a CPU-only helper job (an eval job) writing into ``job_dir``."""
+        return []
+
     def submit_argv(self, script_path: str) -> list[str]:
         raise NotImplementedError
 

@@ -83,6 +83,16 @@ class SlurmScheduler(Scheduler):
         return [f"#SBATCH --{key}={directive_value(key, value)}"
                 for key, value in sorted(options.items()) if value is not None and value != ""]
 
+    def cpu_directives(self, name: str, job_dir: str) -> list[str]:
+        """See :meth:`Scheduler.cpu_directives`: the profile's partition and limits, no GPU."""
+        cluster, out = self.cluster, directive_value("results-dir", job_dir)
+        options = {"job-name": f"hpcl-{name}", "partition": cluster.partition,
+                   "account": cluster.account, "qos": cluster.qos, "time": cluster.time_limit,
+                   "ntasks": 1, "cpus-per-task": 1, "chdir": out,
+                   "output": f"{out}/hpclaunch_{name}.%j.out"}
+        return [f"#SBATCH --{key}={directive_value(key, value)}"
+                for key, value in sorted(options.items()) if value not in (None, "")]
+
     def submit_argv(self, script_path: str) -> list[str]:
         return ["sbatch", "--parsable", script_path]
 

@@ -168,7 +168,7 @@ def test_an_unwritable_registry_is_one_user_error(tmp_path: Path) -> None:
     ({"port": "x"}, "endpoints.'a': port: expected int, got str"),
     ({"layout": {"dp": True}}, "layout"),
     ({"vllm_args": "--x"}, "vllm_args: expected array"),
-    ({"state": "RUNNING"}, "state: 'RUNNING' is not one of"),
+    ({"state": "BOGUS"}, "state: 'BOGUS' is not one of"),
     ({"name": "b"}, "its name field says 'b'"),
     ({"port": 70000}, "not a port number"),
 ])

@@ -28,7 +28,7 @@ def test_failure_reason_and_fix(hpc: HPC, mode: str, extra: list[str], words: li
     assert "FAILED" in lines[0]
     for word in words:
         assert word.lower() in lines[0].lower(), lines[0]
-    status = hpc("status", "f", "--json").json()
+    status = hpc("status", "f", "--json", ok=None).json()
     assert status["state"] == "FAILED" and status["reason"] in lines[0]
 
 

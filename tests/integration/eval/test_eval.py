@@ -219,9 +219,11 @@ def test_submit_and_wait_export_keep_the_registry_current(hpc: HPC, tmp_path: Pa
     assert text.startswith(USER_ENTRY) and 'endpoint_id = "qa"' in text
 
     hpc("stop", "qa")
-    dropped = hpc("export", "--path", str(registry))
-    assert "dropped (ended): qa" in dropped.stderr
-    assert registry.read_text().rstrip("\n") == USER_ENTRY.rstrip("\n")
+    refused = hpc("export", "--path", str(registry))
+    assert "fail closed (vf-eval stops on these names): qa ENDED" in refused.stderr
+    assert f"vf-eval ENV -m NAME -e {registry}" in refused.stdout
+    text = registry.read_text()
+    assert text.startswith(USER_ENTRY) and "refused by hpclaunch: endpoint qa is ENDED" in text
 
 
 def test_env_gives_an_openai_client_everything_it_needs(hpc: HPC, tmp_path: Path) -> None:
@@ -272,11 +274,11 @@ def test_verifiers_0_4_runs_from_the_per_endpoint_config(hpc: HPC, tmp_path: Pat
             "bash tests/data/evalenv/make_vf04_venv.sh .venv-vf04 "
             "and HPCLAUNCH_VF04_VENV=.venv-vf04")
     assert venv is not None
-    hpc.env["PYTHONPATH"] = str(EVALENV)
+    hpc.env["PYTHONPATH"] = os.pathsep.join(  # keep the hpclaunch under test importable
+        [str(EVALENV), *filter(None, [hpc.env.get("PYTHONPATH")])])
     record = serve(hpc, tmp_path, "qt", "--set", "reasoning-parser=qwen3",
                    "--set", "max-model-len=40960", model="Qwen3-VL-2B-Thinking")
-    local = ["-n", "2", "-r", "1", "--no-rich", "--env.agent.harness.id", "null",
-             "--env.agent.runtime.type", "subprocess"]
+    local = ["-n", "2", "-r", "1", "--no-rich"]  # out of the box: no harness/runtime flags
     vf = str(venv / "bin" / "vf-eval")
     out = hpc("eval", "--vf-eval", vf, "qt", "hpclaunch-echo-taskset", *local,
               "-o", str(tmp_path / "out"), timeout=240)
@@ -288,6 +290,8 @@ def test_verifiers_0_4_runs_from_the_per_endpoint_config(hpc: HPC, tmp_path: Pat
     assert config["client"]["base_url"] == f"http://{rec['host']}:{rec['port']}/v1"
     assert config["client"]["api_key_var"] == "HPCLAUNCH_KEY_QT"
     assert config["sampling"]["max_tokens"] == 32768
+    assert (config["env"]["agent"]["harness"]["id"],
+            config["env"]["agent"]["runtime"]["type"]) == ("null", "subprocess")
     (traces,) = (tmp_path / "out").rglob("traces.jsonl")
     scores = [json.loads(line)["traces"][0]["rewards"]["echoed"]["score"]
               for line in traces.read_text().splitlines()]
@@ -297,3 +301,24 @@ def test_verifiers_0_4_runs_from_the_per_endpoint_config(hpc: HPC, tmp_path: Pat
     think = hpc("eval", "--vf-eval", vf, "qt", "hpclaunch-echo-taskset",
                 "--env.taskset.use_think", "true", ok=False)
     assert "--reasoning-parser qwen3" in think.stderr
+
+    # The plain flow: the exported file, the command export prints, no extra flags.
+    exported = hpc("export", "--format", "vf-eval-v1")
+    command = [x for x in exported.stdout.splitlines() if x.startswith("vf-eval TASKSET @ ")]
+    assert command == [f"vf-eval TASKSET @ {hpc.home / 'exports' / 'vf04' / 'qt.toml'}"]
+    keys = f'eval "$({" ".join(hpclaunch_argv())} env --all)"'
+    run = (command[0].replace("vf-eval TASKSET", f"{vf} hpclaunch-echo-taskset", 1)
+           + " " + shlex.join([*local, "-o", str(tmp_path / "plain")]))
+    plain = subprocess.run(["bash", "-c", f"{keys} && {run}"], cwd=tmp_path, env=hpc.env,
+                           capture_output=True, text=True, timeout=240, check=False)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert len(chat_requests(record)) == 4
+
+    hpc("stop", "qt")
+    hpc("export", "--format", "vf-eval-v1")
+    refused = subprocess.run(["bash", "-c", f"{keys}; {run}"], cwd=tmp_path, env=hpc.env,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode != 0
+    assert "endpoint qt is ENDED" in refused.stdout + refused.stderr
+    assert "pinference" not in refused.stdout + refused.stderr
+    assert len(chat_requests(record)) == 4

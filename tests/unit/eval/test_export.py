@@ -1,4 +1,5 @@
-"""Specification of hpclaunch.eval.export and the pure half of hpclaunch.eval.runner.
+"""Specification of the exports (hpclaunch.eval.vf03_registry, vf04_configs, shell)
+and the pure half of hpclaunch.eval.runner.
 
 Registry merging, the 0.4 config shape, shell quoting, the reasoning rule and the
 A/B table are pure functions of their inputs, so they are tested on canned
@@ -19,16 +20,12 @@ import tomllib
 
 from hpclaunch.endpoints.resolve import Endpoint, key_var
 from hpclaunch.errors import UserError
-from hpclaunch.eval.export import (
-    env_text,
-    merge_registry,
-    split_registry,
-    v1_config,
-    write_registry,
-    write_v1_dir,
-)
+from hpclaunch.eval.files import atomic_write
 from hpclaunch.eval.measure import RunStats, compare_table, parse_metrics
 from hpclaunch.eval.runner import build_command
+from hpclaunch.eval.shell import env_text
+from hpclaunch.eval.vf03_registry import merge_registry, split_registry, write_registry
+from hpclaunch.eval.vf04_configs import v1_config, write_v1_dir
 from hpclaunch.eval.vfeval import VfEval, generation_from_script, reasoning_max_tokens
 from hpclaunch.registry import ENDED, FAILED, READY, STARTING, Record
 
@@ -70,7 +67,7 @@ def test_key_variable_names_are_shell_safe_and_predictable() -> None:
 def test_new_registry_has_one_entry_per_ready_endpoint_in_vf_eval_shape() -> None:
     text, result = merge_registry("", [ep("qa"), ep("qb", port=8002)],
                                   {"qa": record("qa"), "qb": record("qb", port=8002)})
-    assert result.written == ["qa", "qb"] and not result.dropped
+    assert result.written == ["qa", "qb"] and not result.refused
     got = entries(text)
     assert got["qa"] == {"endpoint_id": "qa", "model": "qa", "url": "http://127.0.0.1:8001/v1",
                          "key": "HPCLAUNCH_KEY_QA"}
@@ -102,17 +99,47 @@ def test_merge_is_idempotent_even_with_user_text_after_our_blocks() -> None:
     assert "\n\n\n" not in thrice  # blank lines do not pile up
 
 
-def test_entries_of_ended_failed_or_removed_endpoints_are_dropped() -> None:
+def test_entries_of_ended_failed_or_removed_endpoints_fail_closed_instead_of_vanishing() -> None:
     records = {"qa": record("qa"), "old": record("old"), "bad": record("bad"),
                "gone": record("gone")}
     text, _ = merge_registry(USER_ENTRIES, [ep(n) for n in records], records)
     records["old"].state = ENDED
-    records["bad"].state = FAILED
+    records["bad"].state, records["bad"].reason = FAILED, "CUDA out of memory"
     del records["gone"]
     text, result = merge_registry(text, [ep("qa")], records)
-    assert set(entries(text)) == {"gpt-mini", "qa"}
-    assert sorted(result.dropped) == ["bad", "gone", "old"]
-    assert "old" not in split_registry(text)[1]
+    assert result.refused == {"bad": FAILED, "gone": "UNKNOWN", "old": ENDED}
+    assert "dropped" not in result.summary() and "bad FAILED" in result.summary()
+    groups: dict[str, list[dict]] = {}
+    for entry in tomllib.loads(text)["endpoint"]:
+        groups.setdefault(entry["endpoint_id"], []).append(entry)
+    assert set(groups) == {"gpt-mini", "qa", "old", "bad", "gone"}
+    for name in ("old", "bad", "gone"):
+        # Two models for one id: vf-eval 0.3.1 stops before any request and prints both.
+        models = {e["model"] for e in groups[name]}
+        assert len(groups[name]) == 2 and len(models) == 2
+        assert {e["url"] for e in groups[name]} == {"http://127.0.0.1:9/v1"}
+    assert any("FAILED (CUDA out of memory)" in m for m in (e["model"] for e in groups["bad"]))
+    assert any("not known to hpclaunch" in e["model"] for e in groups["gone"])
+    again, _ = merge_registry(text, [ep("qa")], records)
+    assert again == text  # the refusal is stable; it does not pile up
+
+
+def test_a_refused_name_works_again_once_it_is_ready() -> None:
+    records = {"qa": record("qa", state=ENDED)}
+    text, _ = merge_registry("", [], records)
+    assert len(tomllib.loads(text)["endpoint"]) == 2
+    records["qa"] = record("qa", port=8005)
+    text, result = merge_registry(text, [ep("qa", port=8005)], records)
+    assert result.written == ["qa"] and not result.refused
+    assert entries(text)["qa"]["url"] == "http://127.0.0.1:8005/v1"
+
+
+def test_failed_endpoints_never_exported_fail_closed_too_but_user_entries_win() -> None:
+    user = '[[endpoint]]\nendpoint_id = "mine"\nmodel = "m"\nurl = "http://mine/v1"\nkey = "K"\n'
+    records = {"qf": record("qf", state=FAILED), "mine": record("mine", state=ENDED)}
+    text, result = merge_registry(user, [], records)
+    assert result.refused == {"qf": FAILED}
+    assert entries(text)["mine"]["url"] == "http://mine/v1"
 
 
 def test_live_endpoint_that_is_not_ready_this_moment_keeps_its_entry() -> None:
@@ -156,16 +183,20 @@ def test_a_block_missing_its_end_line_is_refused_not_guessed() -> None:
 # -- the 0.4.x per-endpoint files --
 
 
+SELF_HOSTED = {"agent": {"harness": {"id": "null"}, "runtime": {"type": "subprocess"}}}
+
+
 def test_v1_config_has_the_structure_verifiers_0_4_reads() -> None:
     plain = tomllib.loads(v1_config(ep("qa")))
     assert plain == {"model": "qa", "push": False,
                      "client": {"base_url": "http://127.0.0.1:8001/v1",
-                                "api_key_var": "HPCLAUNCH_KEY_QA"}}
+                                "api_key_var": "HPCLAUNCH_KEY_QA"},
+                     "env": SELF_HOSTED}  # = --env.agent.harness.id null ...runtime.type subprocess
     thinking = tomllib.loads(v1_config(ep("qt", "--reasoning-parser", "qwen3")))
     assert thinking["sampling"] == {"max_tokens": 32768}
 
 
-def test_v1_dir_writes_ours_removes_ended_ones_and_never_touches_user_files(
+def test_v1_dir_writes_ours_refuses_ended_ones_and_never_touches_user_files(
         tmp_path: Path) -> None:
     records = {"qa": record("qa"), "old": record("old")}
     write_v1_dir(tmp_path, [ep("qa"), ep("old")], records)
@@ -174,8 +205,13 @@ def test_v1_dir_writes_ours_removes_ended_ones_and_never_touches_user_files(
     records["old"].state = ENDED
     records["qb"] = record("qb")
     result = write_v1_dir(tmp_path, [ep("qa"), ep("qb")], records)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.toml", "qa.toml", "qb.toml"]
-    assert result.dropped == ["old"] and result.written == ["qa"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mine.toml", "old.toml", "qa.toml", "qb.toml"]
+    assert result.refused == {"old": ENDED} and result.written == ["qa"]
+    refused = tomllib.loads((tmp_path / "old.toml").read_text())
+    # A key 0.4's config model forbids: it refuses the file and prints this text.
+    assert "endpoint old is ENDED" in refused["hpclaunch_refused"]
+    assert refused["client"]["base_url"] == "http://127.0.0.1:9/v1"
     assert (tmp_path / "qb.toml").read_text() == 'model = "hand-made"\n'
     assert "not written by hpclaunch" in result.warnings[0]
 
@@ -334,8 +370,37 @@ def test_compare_table_puts_endpoints_side_by_side_with_a_ratio() -> None:
 
 
 def test_exported_env_file_is_private(tmp_path: Path) -> None:
-    from hpclaunch.eval.export import atomic_write
 
     target = tmp_path / "keys.sh"
     atomic_write(target, "export K=v\n", secret=True)
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_default_export_paths_are_absolute_wherever_hpclaunch_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpclaunch.eval.export import default_path, usage_lines
+    from hpclaunch.eval.files import ExportResult
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HPCLAUNCH_VF_ENDPOINTS", "relative/endpoints.toml")
+    assert default_path("vf-eval") == tmp_path / "relative" / "endpoints.toml"
+    monkeypatch.delenv("HPCLAUNCH_VF_ENDPOINTS")
+    registry = default_path("vf-eval")
+    assert registry is not None and registry.is_absolute() and registry.name == "endpoints.toml"
+    assert default_path("json") is None  # stdout
+    spaced = tmp_path / "my dir" / "endpoints.toml"
+    lines = usage_lines(ExportResult(spaced, "vf-eval", written=["qa"]))
+    assert lines[-1] == f"vf-eval ENV -m qa -e '{spaced}'"
+    v04 = usage_lines(ExportResult(tmp_path, "vf-eval-v1", written=["qa", "qb"]))
+    assert v04[1:] == [f"vf-eval TASKSET @ {tmp_path}/qa.toml",
+                       f"vf-eval TASKSET @ {tmp_path}/qb.toml"]
+
+
+def test_refused_env_text_fails_and_points_clients_nowhere() -> None:
+    from hpclaunch.eval.shell import refused_env_text
+
+    text = refused_env_text("no endpoint named 'x'\nsecond line $(rm -rf ~)", 3)
+    lines = text.splitlines()
+    assert lines[0].startswith("# hpclaunch env refused: no endpoint named 'x' second line")
+    assert lines[1].endswith("(exit 3)") and "OPENAI_BASE_URL=http://127.0.0.1:9/v1" in lines[1]
+    assert len(lines) == 2  # the message cannot break out of its comment
