@@ -22,6 +22,7 @@ if [ "$(podman image inspect --format '{{ index .Labels "hpclaunch.source" }}' "
     exit 0
 fi
 
+old=$(podman image inspect --format '{{ .Id }}' "$IMAGE" 2>/dev/null || true)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
@@ -50,4 +51,6 @@ podman import --quiet \
     --change 'ENV PYTHONPATH=/opt/hpclaunch' --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
     --change "LABEL hpclaunch.source=$hash" --change 'CMD ["/usr/bin/python3.11"]' \
     "$work/rootfs.tar" "$IMAGE" >/dev/null
+# The previous build, now untagged, would pile up with every source change.
+[ -z "$old" ] || podman rmi "$old" >/dev/null 2>&1 || true
 echo "build-image: built $IMAGE ($(du -sh "$work/rootfs.tar" | cut -f1) tar, source $hash)" >&2
