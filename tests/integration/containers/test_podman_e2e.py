@@ -51,14 +51,17 @@ def podman_hpc(hpc: HPC) -> HPC:
         "      runtime: podman\n"
         f"      image: {IMAGE}\n"
         f"      binds: ['{REPO}/hpclaunch:/opt/hpclaunch/hpclaunch:ro']\n"
+        # The 004 guide's memlock/stack ulimits are not permitted on these machines.
+        "      options: []\n"
     )
     return hpc
 
 
 def test_a_podman_job_serves_by_name_and_stop_leaves_no_container(podman_hpc: HPC) -> None:
+    """Guide 004's Docker setup (its preset: image, 8 GB shm) on the local scheduler."""
     hpc = podman_hpc
-    hpc("submit", "Qwen/Qwen3-0.6B", "--preset", "single-gpu", "--cluster", "pod",
-        "--simulate", "--name", "boxed")
+    hpc("submit", "solidrust/Mistral-7B-Instruct-v0.3-AWQ", "--preset",
+        "docker-mistral7b-awq-32k", "--cluster", "pod", "--simulate", "--name", "boxed")
     rec = hpc.registry()["boxed"]
     name = f"hpcl-boxed-{rec['submission']}"
     try:
@@ -68,6 +71,7 @@ def test_a_podman_job_serves_by_name_and_stop_leaves_no_container(podman_hpc: HP
         # the key it got through the environment (not the command line).
         endpoint = json.loads(job_file(rec, "endpoint.json").read_text())
         inspect = json.loads(podman("inspect", name).stdout)[0]
+        assert inspect["HostConfig"]["ShmSize"] == 8 * 1024**3
         assert rec["api_key"] not in " ".join(inspect["Config"]["Cmd"] or [])
         assert f"VLLM_API_KEY={rec['api_key']}" in inspect["Config"]["Env"]
         url = f"http://127.0.0.1:{endpoint['port']}/v1"
@@ -79,5 +83,23 @@ def test_a_podman_job_serves_by_name_and_stop_leaves_no_container(podman_hpc: HP
         hpc("stop", "boxed")
         assert containers(name) == []
         assert hpc.registry()["boxed"]["state"] == "ENDED"
+    finally:
+        podman("rm", "-f", name)
+
+
+def test_guide_001_preset_runs_in_podman_on_the_local_scheduler(podman_hpc: HPC) -> None:
+    hpc = podman_hpc
+    hpc("submit", "Qwen/Qwen3-8B", "--preset", "docker-rtx5090-fp8-throughput", "--cluster",
+        "pod", "--simulate", "--name", "g001", "--gpus-per-node", "1")
+    name = f"hpcl-g001-{hpc.registry()['g001']['submission']}"
+    try:
+        assert "READY" in hpc("wait", "g001", "--timeout", "90").stdout
+        # --ipc host: vLLM's workers share the host's /dev/shm (podman 4.3's inspect says
+        # "shareable" either way, so ask the namespace itself).
+        inside = podman("exec", name, "/usr/bin/python3.11", "-c",
+                        "import os; print(os.readlink('/proc/self/ns/ipc'))").stdout.strip()
+        assert inside == os.readlink("/proc/self/ns/ipc")
+        hpc("stop", "g001")
+        assert containers(name) == []
     finally:
         podman("rm", "-f", name)
