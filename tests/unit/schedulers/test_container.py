@@ -164,7 +164,8 @@ def test_apptainer_receives_variables_through_its_prefix_not_its_argv() -> None:
 
 def test_simulated_jobs_ask_for_no_gpu_and_run_the_images_python() -> None:
     preset, cluster = GOLDEN_CASES["podman-local"]
-    cluster = replace(cluster, container={**(cluster.container or {}), "python": "/usr/bin/python3.11"})
+    cluster = replace(cluster, container={**(cluster.container or {}),
+                                          "python": "/usr/bin/python3.11"})
     plan = build(model="Qwen/Qwen3-0.6B", preset=load_preset(preset), cluster=cluster,
                  name="boxed", simulate=True)
     found = launch(plan, RESULTS, "")
