@@ -32,8 +32,6 @@ def prefetch(model: str, cluster: str | None) -> None:
         raise UserError(f"{model_id} is a local path, not a Hub id: nothing to fetch")
     transport = transport_for(profile)
     try:
-        where = "here" if profile.host is None else f"on {profile.host}"
-        click.echo(f"fetching {model_id} into {cache_dir(profile)} {where}", err=True)
         path = prefetch(model_id, profile, transport)
         if not in_cache(model_id, profile, transport):
             raise UserError(f"{model_id} was downloaded to {path}, but {cache_dir(profile)} "
