@@ -61,7 +61,7 @@ def test_a_podman_job_serves_by_name_and_stop_leaves_no_container(podman_hpc: HP
     """Guide 004's Docker setup (its preset: image, 8 GB shm) on the local scheduler."""
     hpc = podman_hpc
     hpc("submit", "solidrust/Mistral-7B-Instruct-v0.3-AWQ", "--preset",
-        "docker-mistral7b-awq-32k", "--cluster", "pod", "--simulate", "--name", "boxed")
+        "mistral7b-awq-32k-docker", "--cluster", "pod", "--simulate", "--name", "boxed")
     rec = hpc.registry()["boxed"]
     name = f"hpcl-boxed-{rec['submission']}"
     try:
@@ -89,7 +89,7 @@ def test_a_podman_job_serves_by_name_and_stop_leaves_no_container(podman_hpc: HP
 
 def test_guide_001_preset_runs_in_podman_on_the_local_scheduler(podman_hpc: HPC) -> None:
     hpc = podman_hpc
-    hpc("submit", "Qwen/Qwen3-8B", "--preset", "docker-rtx5090-fp8-throughput", "--cluster",
+    hpc("submit", "Qwen/Qwen3-8B", "--preset", "rtx5090-fp8-throughput-docker", "--cluster",
         "pod", "--simulate", "--name", "g001", "--gpus-per-node", "1")
     name = f"hpcl-g001-{hpc.registry()['g001']['submission']}"
     try:

@@ -42,7 +42,7 @@ GOLDEN_CASES: dict[str, tuple[str, ClusterProfile]] = {
         name="ws", scheduler="local", gpus_per_node=1, results_dir=RESULTS,
         bind_host="127.0.0.1", url_host="127.0.0.1", hf_home="/data/hf",
         container={"runtime": "podman", "image": DOCKER_IMAGE})),
-    "docker-local-004": ("docker-mistral7b-awq-32k", ClusterProfile(
+    "docker-local-004": ("mistral7b-awq-32k-docker", ClusterProfile(
         name="ws", scheduler="local", gpus_per_node=1, results_dir=RESULTS,
         bind_host="127.0.0.1", url_host="127.0.0.1",
         container={"runtime": "docker"})),
@@ -184,12 +184,12 @@ def test_container_names_follow_the_endpoint_and_its_submission() -> None:
 
 def test_profile_keys_win_over_the_presets_and_set_wins_over_both() -> None:
     cluster = ClusterProfile(name="ws", gpus_per_node=1, container={"runtime": "podman"})
-    plan = plan_for("docker-mistral7b-awq-32k", cluster,
+    plan = plan_for("mistral7b-awq-32k-docker", cluster,
                     "solidrust/Mistral-7B-Instruct-v0.3-AWQ")
     assert plan.container == Container(
         runtime="podman", image=DOCKER_IMAGE, shm_size="8G",
         options=("--ulimit=memlock=-1", "--ulimit=stack=67108864"))
-    changed = plan_for("docker-mistral7b-awq-32k", cluster,
+    changed = plan_for("mistral7b-awq-32k-docker", cluster,
                        "solidrust/Mistral-7B-Instruct-v0.3-AWQ",
                        container={"image": "localhost/mine", "shm-size": "16g"})
     assert changed.container is not None
