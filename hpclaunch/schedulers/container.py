@@ -8,7 +8,7 @@ the log, the results dir and the Hugging Face cache have one name everywhere.
 Variables reach the container by name, never by value on a command line (the API key is
 one of them): Podman and Docker copy ``--env NAME`` from the script's environment, and
 Apptainer/Singularity copy ``APPTAINERENV_NAME``/``SINGULARITYENV_NAME``, which the script
-exports (their ``--env`` takes values only, and splits them at commas).
+exports (their ``--env`` takes ``NAME=VALUE``: the value would be on the command line).
 """
 
 from __future__ import annotations
