@@ -26,7 +26,7 @@ export PYTHONUNBUFFERED=1
 
 # vLLM runs in the docker container hpcl-boxed-5eed5eed; this script, the port
 # choice, the endpoint file and the log stay on the node.
-# A signalled `docker run` client can leave its container running: stop it by name.
+# A killed `docker run` client leaves its container running: stop it by name.
 stop_container() { docker stop -t 5 hpcl-boxed-5eed5eed >/dev/null 2>&1 || true; }
 
 # Pick the requested port, or the next free one on this node.

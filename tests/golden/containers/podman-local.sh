@@ -27,7 +27,7 @@ export PYTHONUNBUFFERED=1
 
 # vLLM runs in the podman container hpcl-boxed-5eed5eed; this script, the port
 # choice, the endpoint file and the log stay on the node.
-# A signalled `podman run` client can leave its container running: stop it by name.
+# A killed `podman run` client leaves its container running: stop it by name.
 stop_container() { podman stop -t 5 hpcl-boxed-5eed5eed >/dev/null 2>&1 || true; }
 
 # Pick the requested port, or the next free one on this node.
