@@ -103,3 +103,28 @@ def test_guide_001_preset_runs_in_podman_on_the_local_scheduler(podman_hpc: HPC)
         assert containers(name) == []
     finally:
         podman("rm", "-f", name)
+
+
+def test_a_podman_job_under_slurm_is_stopped_by_scancel(slurm_hpc: HPC) -> None:
+    """scancel signals the batch script: its trap stops the container by name."""
+    import time
+
+    hpc = slurm_hpc
+    require(shutil.which("podman") is not None and podman("image", "exists", IMAGE)
+            .returncode == 0, f"podman with the image {IMAGE}", START)
+    with (hpc.config_dir / "clusters.yaml").open("a") as profile:
+        profile.write("    container:\n      runtime: podman\n"
+                      f"      image: {IMAGE}\n"
+                      f"      binds: ['{REPO}/hpclaunch:/opt/hpclaunch/hpclaunch:ro']\n")
+    hpc("submit", "Qwen/Qwen3-0.6B", "--preset", "single-gpu", "--name", "sboxed")
+    name = f"hpcl-sboxed-{hpc.registry()['sboxed']['submission']}"
+    try:
+        assert "READY" in hpc("wait", "sboxed", "--timeout", "90").stdout
+        assert containers(name) == [name]
+        hpc("stop", "sboxed")
+        deadline = time.monotonic() + 20
+        while containers(name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert containers(name) == []
+    finally:
+        podman("rm", "-f", name)
