@@ -215,3 +215,18 @@ def test_bad_container_values_are_one_line_errors(value: object, message: str) -
     with pytest.raises(UserError) as err:
         plan_for("single-gpu", cluster, container=value)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("weird", ["/tmp/sp ace", "/tmp/a'; touch /tmp/pwned; '", "/tmp/$(id)"])
+def test_hostile_bind_paths_and_options_reach_the_runtime_as_data(weird: str) -> None:
+    preset, cluster = GOLDEN_CASES["podman-local"]
+    cluster = replace(cluster, container={**(cluster.container or {}),
+                                          "binds": (f"{weird}:/data:ro",),
+                                          "options": (f"--label=x={weird}",)})
+    script = scheduler_for(cluster, None).render(  # type: ignore[arg-type]
+        plan_for(preset, cluster), RESULTS, submission="5eed5eed")
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    launched = next(line for line in script.splitlines() if "podman run --rm" in line)
+    argv = shlex.split(launched)
+    assert f"{weird}:/data:ro" in after(argv, "--volume")
+    assert f"--label=x={weird}" in argv
