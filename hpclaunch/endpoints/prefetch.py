@@ -51,8 +51,7 @@ except GatedRepoError:
 except RepositoryNotFoundError:
     sys.exit(5)
 except Exception as exc:
-    print(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-          file=sys.stderr)
+    print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     sys.exit(1)
 print(path)
 """
@@ -83,14 +82,13 @@ def prefetch(model_id: str, cluster: ClusterProfile, transport: Transport) -> st
         proc = subprocess.run([sys.executable, "-c", FETCH_SCRIPT, model_id, cache],
                               input=token, stdout=subprocess.PIPE, stderr=None, text=True,
                               check=False)
-        code, out, err = proc.returncode, proc.stdout, ""
+        code, out = proc.returncode, proc.stdout
     else:
         # The Hub this machine uses is the one the login node should use (a mirror).
         env = [f"{k}={os.environ[k]}" for k in ("HF_ENDPOINT",) if os.environ.get(k)]
         argv = ["env", *env, cluster.python, "-c", FETCH_SCRIPT, model_id,
                 transport.expanduser(cache)]
-        result = transport.run(argv, input=token, timeout=REMOTE_TIMEOUT_S)
-        code, out, err = result.returncode, result.stdout, result.stderr
+        code, out = _run_showing_progress(transport, argv, token)
     where = "this machine" if cluster.host is None else f"login node {cluster.host}"
     if code == GATED:
         raise UserError(f"{model_id} is gated on the Hugging Face Hub: accept its terms on "
@@ -103,9 +101,46 @@ def prefetch(model_id: str, cluster: ClusterProfile, transport: Transport) -> st
         raise UserError(f"huggingface_hub is not installed for {cluster.python} on {where}: "
                         f"pip install huggingface_hub there, or set python: in the profile")
     if code != 0:
-        reason = (err.strip().splitlines() or ["no output"])[-1]
+        reason = (out.strip().splitlines() or ["no output"])[-1]
+        reason = reason.removeprefix("error: ")
         raise UserError(f"downloading {model_id} on {where} failed ({reason})")
     return out.strip().splitlines()[-1] if out.strip() else cache
+
+
+def _run_showing_progress(transport: Transport, argv: list[str], stdin: str) -> tuple[int, str]:
+    """Run ``argv`` on the login node with its stderr (huggingface_hub's progress bar) shown
+    here as it arrives; returns the exit status and stdout. A transport without a live SSH
+    session runs it to the end and shows stderr then."""
+    import select
+    import time
+
+    conn = getattr(transport, "conn", None)
+    session = conn.client.get_transport() if conn is not None else None
+    if session is None:
+        result = transport.run(argv, input=stdin, timeout=REMOTE_TIMEOUT_S)
+        sys.stderr.write(result.stderr)
+        return result.returncode, result.stdout
+    chan = session.open_session(timeout=30)
+    try:
+        chan.exec_command(shlex.join(argv))
+        chan.sendall(stdin.encode())
+        chan.shutdown_write()
+        out: list[bytes] = []
+        deadline = time.monotonic() + REMOTE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if chan.recv_stderr_ready():
+                sys.stderr.write(chan.recv_stderr(65536).decode(errors="replace"))
+                sys.stderr.flush()
+            elif chan.recv_ready():
+                out.append(chan.recv(65536))
+            elif chan.exit_status_ready():
+                return chan.recv_exit_status(), b"".join(out).decode(errors="replace")
+            else:
+                select.select([chan], [], [], 1.0)
+        raise UserError(f"the download on the login node did not finish within "
+                        f"{REMOTE_TIMEOUT_S / 3600:.0f} h")
+    finally:
+        chan.close()
 
 
 def in_cache(model_id: str, cluster: ClusterProfile, transport: Transport) -> bool:

@@ -123,7 +123,9 @@ def test_prefetch_and_the_cache_check_run_on_the_login_node_over_ssh(
     argv = ["submit", "acme/gated", "--preset", "single-gpu", "--name", "far"]
     assert "run hpclaunch prefetch acme/gated --cluster login" in one_line_error(
         hpc(*argv, ok=False))
-    assert "acme/gated is in" in hpc("prefetch", "acme/gated").stdout
+    fetched = hpc("prefetch", "acme/gated")
+    assert "acme/gated is in" in fetched.stdout
+    assert "Fetching 3 files" in fetched.stderr  # huggingface_hub's progress, as it ran there
     assert (hf_home / "hub" / "models--acme--gated" / "snapshots").is_dir()
     hpc(*argv)
     try:
