@@ -111,6 +111,13 @@ class ClusterProfile:
     url_host: str | None = None
     simulate: bool = False
     vllm_version: str = "0.33.0"
+    # Run vLLM inside a container (docs/containers.md): the checked ``container:`` keys,
+    # merged over a preset's at plan time; None runs vLLM on the node itself.
+    container: dict[str, Any] | None = None
+    # A Hugging Face cache both the login node and the compute nodes see, and whether the
+    # compute nodes lack internet (jobs then get HF_HUB_OFFLINE=1; docs/offline-nodes.md).
+    hf_home: str | None = None
+    offline: bool = False
 
     @classmethod
     def from_mapping(cls, name: str, data: Any, source: str) -> ClusterProfile:
@@ -149,6 +156,9 @@ class ClusterProfile:
             except ValueError as exc:
                 raise UserError(f"{source}: {prefix}.vllm-command: cannot split {command!r} "
                                 f"({exc}); write a list: [vllm]") from None
+        if "container" in kwargs:
+            kwargs["container"] = container_changes(kwargs["container"],
+                                                    f"{source}: {prefix}.container")
         profile = cls(**kwargs)
         if profile.host and "@" in profile.host and not profile.user:
             profile.user, profile.host = profile.host.split("@", 1)
@@ -161,7 +171,80 @@ def _value_rules(scheduler: str) -> dict[str, Callable[[Any], Any]]:
         key: rule for key in units.RESOURCE_RULES
         if (rule := units.resource_rule(key, scheduler)) is not None
     }
-    return {**rules, "gpus-per-node": units.positive_int, "port": units.port}
+    return {**rules, "gpus-per-node": units.positive_int, "port": units.port,
+            "hf-home": units.host_path}
+
+
+RUNTIMES = ("apptainer", "singularity", "podman", "docker")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Container:
+    """Where vLLM runs inside a job: the runtime, its image, and what it sees of the node.
+
+    ``binds`` are ``SRC:DST[:ro]``; ``shm_size`` empty means ``--ipc=host`` (Podman and
+    Docker); ``python`` is the image's interpreter, used only when the job runs the
+    stand-in (``--simulate``).
+    """
+
+    runtime: str
+    image: str
+    binds: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    gpus: str = "nvidia"
+    shm_size: str = ""
+    python: str = "python3"
+
+
+_CONTAINER_RULES: dict[str, Callable[[Any], Any]] = {
+    "image": units.container_image,
+    "shm-size": lambda value: units.memory(value, "slurm"),
+    "python": units.container_image,  # one word, like an image
+}
+_CONTAINER_LIST_RULES = {"binds": units.bind_mount, "options": units.runtime_option}
+_OFF = (None, False, "", "none", "off")
+
+
+def container_changes(data: Any, where: str) -> dict[str, Any] | None:
+    """A ``container:`` mapping checked key by key, as attribute -> value; None for
+    ``none``/``false`` (no container). Errors read ``<where>.<key>: expected ...``."""
+    from hpclaunch.validate import schema
+
+    if isinstance(data, str) and data.strip().lower() in _OFF or data in _OFF:
+        return None
+    if isinstance(data, dict):
+        data = {str(key).replace("_", "-"): value for key, value in data.items()}
+    source, _, prefix = where.rpartition(": ")
+    spec = schema.convert(data, schema.ContainerSpec, source=source or where, prefix=prefix,
+                          rules=_CONTAINER_RULES)
+    changes: dict[str, Any] = {}
+    for attr, key, value in schema.given(spec):
+        if key in _CONTAINER_LIST_RULES:
+            value = tuple(units.check(item, _CONTAINER_LIST_RULES[key], f"{where}.{key}")
+                          for item in value)
+        elif key in _CONTAINER_RULES:
+            value = units.check(value, _CONTAINER_RULES[key], f"{where}.{key}")
+        changes[attr] = value
+    return changes
+
+
+def merge_container(layers: list[tuple[dict[str, Any] | None, bool]],
+                    where: str) -> Container | None:
+    """The container a job uses: each layer's keys over the ones before (preset, then
+    profile, then ``--set``). A layer ``(None, True)`` is an explicit ``none``: it clears
+    what came before. The result needs a runtime and an image."""
+    merged: dict[str, Any] | None = None
+    for changes, given in layers:
+        if not given:
+            continue
+        merged = None if changes is None else {**(merged or {}), **changes}
+    if merged is None:
+        return None
+    missing = [key for key in ("runtime", "image") if key not in merged]
+    if missing:
+        raise UserError(f"{where}: needs {' and '.join(missing)} (e.g. runtime: podman, "
+                        "image: docker.io/vllm/vllm-openai:latest)")
+    return Container(**merged)
 
 
 def _builtin_profiles() -> dict[str, ClusterProfile]:

@@ -7,7 +7,11 @@
 #     sshd on 127.0.0.2:2224 that admits only connections the bastion makes (scripts/jump/);
 #     plus an MFA login node on 127.0.0.2:2225 (key, then a keyboard-interactive code via PAM).
 #
-# Usage: bash scripts/services.sh install|start|stop|restart|status|env [slurm|sshd|jump|all]   (default all)
+#   - rootful Podman (runc, cgroupfs: scripts/podman/containers.conf) and a small local image
+#     localhost/hpclaunch-standin:latest with Python and the stand-in (no registry needed).
+#
+# Usage: bash scripts/services.sh install|start|stop|restart|status|env [slurm|sshd|jump|podman|all]
+#        (default all)
 #   install  apt packages (skipped when already installed), keys, config files; starts nothing
 #   start    install, then start what is not running yet (restarts a service whose config changed)
 #   stop     cancel all Slurm jobs, then stop the daemons by their pidfiles
@@ -23,7 +27,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TEMPLATES=$HERE/slurm
 
 APT_PACKAGES=(slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge slurm-wlm-torque
-              openssh-server openssh-client iproute2)
+              openssh-server openssh-client iproute2 podman runc)
+PODMAN_PACKAGES=(podman runc)
+PODMAN_IMAGE=localhost/hpclaunch-standin:latest
 SLURM_PACKAGES=(slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge slurm-wlm-torque)
 SSH_PACKAGES=(openssh-server openssh-client iproute2)
 
@@ -756,6 +762,36 @@ env_jump() {
     fi
 }
 
+# ----------------------------------------------------------------------------------------- podman
+
+podman_check() { podman run --rm --network host "$PODMAN_IMAGE" /usr/bin/python3.11 -c 'import hpclaunch.standin' >/dev/null 2>&1; }
+
+start_podman() {
+    local t0 conf
+    t0=$(now)
+    conf=$(mktemp)
+    cp "$HERE/podman/containers.conf" "$conf"
+    install -d -m 0755 /etc/containers
+    install_if_changed /etc/containers/containers.conf "$conf" 0644 || true
+    bash "$HERE/podman/build-image.sh" "$PODMAN_IMAGE" || die "building $PODMAN_IMAGE failed"
+    podman_check || die "podman cannot run $PODMAN_IMAGE (see /work/shared/reference/containers.md)"
+    log "podman up in $(since "$t0") s: image $PODMAN_IMAGE"
+}
+
+status_podman() {
+    if command -v podman >/dev/null && podman_check; then
+        echo "podman: up (image $PODMAN_IMAGE)"
+        return 0
+    fi
+    echo "podman: down (not installed, or $PODMAN_IMAGE missing or not runnable)"
+    return 3
+}
+
+env_podman() {
+    command -v podman >/dev/null && podman image exists "$PODMAN_IMAGE" || return 3
+    echo "export HPCLAUNCH_TEST_PODMAN_IMAGE=$PODMAN_IMAGE"
+}
+
 # ------------------------------------------------------------------------------------------- main
 
 usage() {
@@ -769,14 +805,15 @@ main() {
     case "$target" in
         slurm | pbs) target=slurm ;;
         sshd | ssh) target=sshd ;;
-        jump) ;;
+        jump | podman) ;;
         all) ;;
         *) usage ;;
     esac
-    local want_slurm=0 want_sshd=0 want_jump=0
+    local want_slurm=0 want_sshd=0 want_jump=0 want_podman=0
     case "$target" in slurm | all) want_slurm=1 ;; esac
     case "$target" in sshd | all) want_sshd=1 ;; esac
     case "$target" in jump | all) want_jump=1 ;; esac
+    case "$target" in podman | all) want_podman=1 ;; esac
 
     case "$cmd" in
         install | start | restart)
@@ -786,6 +823,7 @@ main() {
             local pkgs=()
             ((want_slurm)) && pkgs+=("${SLURM_PACKAGES[@]}")
             ((want_sshd || want_jump)) && pkgs+=("${SSH_PACKAGES[@]}")
+            ((want_podman)) && pkgs+=("${PODMAN_PACKAGES[@]}")
             install_packages "${pkgs[@]}"
             if [ "$cmd" = install ]; then
                 ((want_slurm)) && configure_slurm
@@ -802,6 +840,7 @@ main() {
             ((want_slurm)) && start_slurm
             ((want_sshd)) && start_sshd
             ((want_jump)) && start_jump
+            ((want_podman)) && start_podman
             log "$cmd $target done in $(since "$t0") s"
             ;;
         stop)
@@ -816,6 +855,7 @@ main() {
             ((want_slurm)) && { status_slurm || rc=3; }
             ((want_sshd)) && { status_sshd || rc=3; }
             ((want_jump)) && { status_jump || rc=3; }
+            ((want_podman)) && { status_podman || rc=3; }
             return "$rc"
             ;;
         env)
@@ -834,6 +874,12 @@ main() {
             if ((want_jump)); then
                 env_jump || {
                     log "jump is not up: run 'bash scripts/services.sh start jump'"
+                    rc=3
+                }
+            fi
+            if ((want_podman)); then
+                env_podman || {
+                    log "podman is not up: run 'bash scripts/services.sh start podman'"
                     rc=3
                 }
             fi

@@ -63,6 +63,7 @@ LAZY_COMMANDS = {
     "bench": "cli.bench",
     "login": "cli.login", "logout": "cli.login",
     "cluster": "cli.cluster",
+    "prefetch": "cli.prefetch",
 }
 
 

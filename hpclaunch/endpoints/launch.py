@@ -112,6 +112,7 @@ def submit(request: SubmitRequest, *, dry_run: bool = False,
         results_dir = default_results_dir(plan.cluster)
         if dry_run:
             return SubmitResult(None, backend.render(plan, results_dir), plan, warnings)
+        _check_offline_cache(plan, transport, warnings)
         results_dir = transport.expanduser(results_dir)
         submission = secrets.token_hex(4)
         script = backend.render(plan, results_dir, submission=submission)
@@ -137,6 +138,18 @@ def submit(request: SubmitRequest, *, dry_run: bool = False,
         return SubmitResult(record, script, plan, warnings, record.script_path)
     finally:
         transport.close()
+
+
+def _check_offline_cache(plan: Any, transport: Any, warnings: list[str]) -> None:
+    """An offline cluster's job needs its weights in the shared cache before it queues;
+    a simulated one loads nothing, so it is only told."""
+    from hpclaunch.endpoints.prefetch import offline_cache_problem
+
+    problem = offline_cache_problem(plan.model_id, plan.cluster, transport)
+    if problem and plan.simulate:
+        warnings.append(problem)
+    elif problem:
+        raise PreflightFailed([problem])
 
 
 def _queue(record: Record, script: str, backend: Any, transport: Any,

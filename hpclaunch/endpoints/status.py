@@ -161,6 +161,12 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
     obs = Observation(STARTING, host=host, port=port, log_path=log_path, node=node,
                       report=report, job=job)
     failure = report.failure if report else None
+    if failure is not None and failure.code == "offline_cache_miss":
+        # The log rarely names the model; the record does, and the command is exact.
+        from dataclasses import replace
+
+        failure = replace(failure, fix=f"run hpclaunch prefetch {rec.model_id} --cluster "
+                                       f"{rec.cluster}, then resubmit")
 
     if job.left_queue:
         code = read_exit_code(transport, rec)

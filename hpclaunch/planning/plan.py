@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpclaunch.config import ClusterProfile
+from hpclaunch.config import ClusterProfile, Container, container_changes, merge_container
 from hpclaunch.errors import UserError
 from hpclaunch.planning.presets import LAYOUT_KEYS, Preset, resolve_model_values
 from hpclaunch.validate import units
@@ -56,6 +56,7 @@ class Plan:
     port: int = DEFAULT_PORT
     simulate: bool = False
     results_dir: str = ""
+    container: Container | None = None
 
     @property
     def gpus(self) -> int:
@@ -205,10 +206,12 @@ def build(
     resources = {k.replace("_", "-"): v for k, v in preset.resources.items()}
     known = _known_vllm_flags(cluster.vllm_version)
     port = DEFAULT_PORT
+    overrides = dict(overrides or {})
+    container = _container(preset, cluster, overrides)
     for key, value in resources.items():
         resources[key] = units.check(value, _resource_rule(key, cluster.scheduler),
                                      f"{preset.source}: resources.{key}")
-    for key, value in (overrides or {}).items():
+    for key, value in overrides.items():
         if key in LAYOUT_KEYS:
             layout[LAYOUT_KEYS[key]] = units.check(value, units.positive_int, f"--set {key}")
         elif key == "port":
@@ -250,8 +253,8 @@ def build(
     command = tuple(cluster.vllm_command)
     if simulate:
         python = sys.executable if cluster.host is None else cluster.python
-        command = (python, "-m", "hpclaunch.standin")
-    merged_env = {**cluster.env, **(env or {})}
+        command = (container.python if container else python, "-m", "hpclaunch.standin")
+    merged_env = {**_cache_env(cluster), **cluster.env, **(env or {})}
     for key in env or {}:
         units.check(key, units.env_name, "--env")
     if "VLLM_API_KEY" in merged_env:
@@ -275,7 +278,28 @@ def build(
         port=port,
         simulate=simulate,
         results_dir=results_dir,
+        container=container,
     )
+
+
+def _container(preset: Preset, cluster: ClusterProfile,
+               overrides: dict[str, Any]) -> Container | None:
+    """The preset's ``container:`` keys, then the profile's, then ``--set container=``
+    (removed from ``overrides``): the site knows its runtime and images best."""
+    layers = [(preset.container, preset.container is not None),
+              (cluster.container, cluster.container is not None)]
+    if "container" in overrides:
+        layers.append((container_changes(overrides.pop("container"), "--set container"), True))
+    return merge_container(layers, "container")
+
+
+def _cache_env(cluster: ClusterProfile) -> dict[str, str]:
+    """The Hugging Face cache a job reads, and offline mode for nodes without internet
+    (the weights were fetched on the login node by ``hpclaunch prefetch``)."""
+    env = {"HF_HOME": cluster.hf_home} if cluster.hf_home else {}
+    if cluster.offline:
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return env
 
 
 def _default_name(model_id: str) -> str:

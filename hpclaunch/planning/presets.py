@@ -50,6 +50,8 @@ class Preset:
     requires: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     source: str = ""
+    # Checked ``container:`` keys (image, shm-size, options): the profile's keys win.
+    container: dict[str, Any] | None = None
 
     @property
     def layout_text(self) -> str:
@@ -110,6 +112,10 @@ def parse_preset(name: str, path: Path) -> Preset:
     if spec.requires is not None:
         preset.requires = {key: value.lower() if isinstance(value, str) else value
                            for _, key, value in schema.given(spec.requires)}
+    if spec.container is not None:
+        from hpclaunch.config import container_changes
+
+        preset.container = container_changes(spec.container, f"{source}: container")
     layout = {"dp": 1, "tp": 1, "pp": 1}
     for key, value in (spec.layout or {}).items():
         if key not in LAYOUT_KEYS:

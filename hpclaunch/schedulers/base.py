@@ -130,6 +130,7 @@ class Scheduler:
     def render(self, plan: Plan, results_dir: str, *, submission: str = "") -> str:
         from dataclasses import replace
 
+        from hpclaunch.schedulers.container import launch
         from hpclaunch.schedulers.render import Raw, render_template
 
         # Directives (output files, working dir) name files in the results dir.
@@ -148,6 +149,7 @@ class Scheduler:
             "setup": list(self.cluster.setup),
             "url_host": self.cluster.url_host or "",
             "directives": [Raw(d) for d in self.header(plan)],
+            "container": launch(plan, results_dir, submission),
         }
         context.update(self.template_context(plan))
         return render_template(self.template, context)

@@ -18,7 +18,13 @@ if TYPE_CHECKING:
 # exits at once, so the job is nobody's child and leaves no zombie behind.
 # The pid is printed once setsid has made it a group leader (at most ~1 s): a `stop`
 # right after submit must find the group, or it would kill nothing.
-_LAUNCH = ('setsid bash "$0" >"$0.out" 2>&1 </dev/null & pid=$!; '
+# submit holds SIGHUP/INT/TERM blocked while it queues (launch.signals_deferred), and a
+# blocked mask is inherited across exec: without `env --default-signal` the job's trap and
+# vLLM would never see `stop`'s SIGTERM, only the SIGKILL 10 s later (no graceful
+# shutdown, and a container runtime's client killed before it stops its container).
+_LAUNCH = ('u=; env --default-signal=TERM true 2>/dev/null '
+           '&& u="env --default-signal=HUP,INT,TERM"; '
+           'setsid $u bash "$0" >"$0.out" 2>&1 </dev/null & pid=$!; '
            'for _ in $(seq 200); do read -r _ _ _ _ pgrp _ <"/proc/$pid/stat" 2>/dev/null '
            '|| break; [ "$pgrp" = "$pid" ] && break; sleep 0.005; done; echo "$pid"')
 # SIGTERM to the whole group, then SIGKILL if vLLM has not exited within 10 s

@@ -245,6 +245,22 @@ class ClusterSpec(msgspec.Struct, kw_only=True, rename="kebab", forbid_unknown_f
     url_host: str | None = None
     simulate: bool | None = None
     vllm_version: str | None = None
+    container: Any = None  # a mapping, checked as ContainerSpec under its own path
+    hf_home: str | None = None
+    offline: bool | None = None
+
+
+class ContainerSpec(msgspec.Struct, kw_only=True, rename="kebab", forbid_unknown_fields=True):
+    """``container:`` in a profile, a preset or ``--set container=``; later ones override
+    earlier ones key by key (a preset's image over a profile's runtime)."""
+
+    runtime: Literal["apptainer", "singularity", "podman", "docker"] | None = None
+    image: str | None = None
+    binds: list[str] | None = None
+    options: list[str] | None = None
+    gpus: Literal["nvidia", "rocm", "none"] | None = None
+    shm_size: str | int | None = None
+    python: str | None = None
 
 
 # --------------------------------------------------------------------------- presets
@@ -268,3 +284,4 @@ class PresetSpec(msgspec.Struct, forbid_unknown_fields=True):
     resources: dict[str, Any] | None = None
     requires: RequiresSpec | None = None
     tags: list[str] | None = None
+    container: Any = None

@@ -210,6 +210,54 @@ def pbs_resource(value: Any) -> str:
     return text
 
 
+# ------------------------------------------------------------------------- containers, caches
+
+def container_image(value: Any) -> str:
+    """A ``.sif`` path, ``docker://...`` or an image name: one word (it is one argv entry)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > PATH_MAX \
+            or any(c.isspace() for c in value):
+        raise Invalid("an image: a .sif path, docker://vllm/vllm-openai:TAG or an image name "
+                      "(no spaces)", value)
+    return value
+
+
+def host_path(value: Any) -> str:
+    """``hf-home``: an absolute path the job, its container and the login node all see
+    (``~`` would mean another home inside a container, so it is refused)."""
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > PATH_MAX \
+            or any(c in value for c in "\n\0"):
+        raise Invalid("an absolute path such as /scratch/alice/hf", value)
+    return value
+
+
+BIND_OPTIONS = {"ro", "rw", "z", "Z"}
+
+
+def bind_mount(value: Any) -> str:
+    """``SRC[:DST[:ro]]`` -> ``SRC:DST[:ro]``: one form every runtime reads the same way.
+
+    A bare ``SRC`` would be an anonymous volume for Docker, so DST defaults to SRC; a
+    comma would split Apptainer's ``--bind`` list, so it is refused.
+    """
+    expected = "a bind SRC[:DST[:ro]] of absolute paths such as /scratch:/scratch:ro"
+    if not isinstance(value, str) or "," in value or any(c in value for c in "\n\0"):
+        raise Invalid(expected, value)
+    parts = value.split(":")
+    if len(parts) > 3 or (len(parts) == 3 and parts[2] not in BIND_OPTIONS):
+        raise Invalid(expected, value)
+    src, dst = parts[0], parts[1] if len(parts) > 1 else parts[0]
+    if not src.startswith("/") or not dst.startswith("/"):
+        raise Invalid(expected, value)
+    return ":".join([src, dst, *parts[2:]])
+
+
+def runtime_option(value: Any) -> str:
+    """One extra argv entry for the runtime (``--cleanenv``, ``--ulimit=memlock=-1``)."""
+    if not isinstance(value, str) or not value.strip() or "\n" in value or "\0" in value:
+        raise Invalid("one runtime option per list entry, such as --ulimit=memlock=-1", value)
+    return value
+
+
 # ------------------------------------------------------------------------- rule tables
 
 def _numeric(check: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from hpclaunch.vllm import container_faults
+
 __all__ = [
     "HEAD_BYTES",
     "TAIL_BYTES",
@@ -649,6 +651,8 @@ _MODEL = (
 )
 # fmt: off
 _RULES: tuple[_Rule, ...] = (
+    # First: one line can hold both a container/cache fault and a more generic needle.
+    *(_Rule(*row) for row in container_faults.ROWS),
     _Rule(10, "unknown_flag", ("unrecognized arguments",),
           re.compile(r"error: unrecognized arguments: (.+)"), _unknown_flag),
     _Rule(11, "bad_argument", (": error: ",),

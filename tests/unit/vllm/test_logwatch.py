@@ -444,6 +444,10 @@ FAILURE_CASES = [
     ("fail_slurm_time_limit.log", "killed_by_scheduler", ["job 7", "time limit", "--time"]),
     ("fail_slurm_oom_kill.log", "killed_by_scheduler", ["host memory", "--mem"]),
     ("fail_pbs_walltime.log", "killed_by_scheduler", ["3630", "3600", "walltime"]),
+    ("fail_container_image_podman.log", "container_image", ["localhost/nope:latest", "image"]),
+    ("fail_container_image_apptainer.log", "container_image", ["vllm-openai_v0.11.sif"]),
+    ("fail_container_gpu_podman_cdi.log", "container_gpu", ["nvidia-ctk cdi generate"]),
+    ("fail_offline_cache_miss.log", "offline_cache_miss", ["hpclaunch prefetch", "offline"]),
 ]
 
 
