@@ -96,27 +96,27 @@ def refresh(
     groups: dict[tuple[str, str, str], list[Record]] = {}
     for rec in live:
         groups.setdefault((rec.cluster, rec.scheduler, rec.pbs_dialect), []).append(rec)
+    def unreachable(cluster_name: str, recs: list[Record], exc: UserError) -> None:
+        """One cluster that cannot be asked: its endpoints keep their last known states."""
+        if warnings is None:
+            raise exc
+        warnings.append(f"{cluster_name}: {exc} (states shown as last known)")
+        if stale is not None:
+            stale.update(r.name for r in recs)
+
     for (cluster_name, _, _), recs in groups.items():
         try:
             profile = profile_of(recs[0], profiles)
             transport = transport_for(profile)
         except UserError as exc:
-            if warnings is None:
-                raise
-            warnings.append(f"{cluster_name}: {exc} (states shown as last known)")
-            if stale is not None:
-                stale.update(r.name for r in recs)
+            unreachable(cluster_name, recs, exc)
             continue
         try:
             scheduler = scheduler_for(profile, transport)
             try:
                 states = scheduler.states([r.job_id for r in recs])
             except UserError as exc:
-                if warnings is None:
-                    raise
-                warnings.append(f"{cluster_name}: {exc} (states shown as last known)")
-                if stale is not None:
-                    stale.update(r.name for r in recs)
+                unreachable(cluster_name, recs, exc)
                 continue
             for rec in recs:
                 obs = observe(rec, states.get(rec.job_id, JobState("missing")), transport,
