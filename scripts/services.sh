@@ -4,7 +4,8 @@
 #   - PBS-style qsub/qstat/qdel (Debian's slurm-wlm-torque over that Slurm; a TaskProlog adds PBS_*),
 #   - a loopback sshd on 127.0.0.1:2222 with its own host and client keys.
 #
-# Usage: bash scripts/services.sh install|start|stop|restart|status|env [slurm|sshd|all]   (default all)
+# Usage: bash scripts/services.sh install|start|stop|restart|status|env [slurm|sshd|twonode|all]   (default all)
+#   twonode: a real two-node Slurm beside the single-node one (scripts/twonode.sh; start|stop|status|env)
 #   install  apt packages (skipped when already installed), keys, config files; starts nothing
 #   start    install, then start what is not running yet (restarts a service whose config changed)
 #   stop     cancel all Slurm jobs, then stop the daemons by their pidfiles
@@ -532,6 +533,7 @@ main() {
     case "$target" in
         slurm | pbs) target=slurm ;;
         sshd | ssh) target=sshd ;;
+        twonode) exec bash "$HERE/twonode.sh" "$cmd" ;;
         all) ;;
         *) usage ;;
     esac
@@ -560,11 +562,13 @@ main() {
             fi
             ((want_slurm)) && start_slurm
             ((want_sshd)) && start_sshd
+            if [ "$target" = all ]; then bash "$HERE/twonode.sh" start 9>&-; fi
             log "$cmd $target done in $(since "$t0") s"
             ;;
         stop)
             need_root
             take_lock
+            if [ "$target" = all ]; then bash "$HERE/twonode.sh" stop 9>&- || true; fi
             ((want_slurm)) && { command -v squeue >/dev/null && stop_slurm || true; }
             ((want_sshd)) && stop_sshd
             log "stopped $target"
@@ -572,6 +576,7 @@ main() {
         status)
             ((want_slurm)) && { status_slurm || rc=3; }
             ((want_sshd)) && { status_sshd || rc=3; }
+            if [ "$target" = all ]; then bash "$HERE/twonode.sh" status || rc=3; fi
             return "$rc"
             ;;
         env)
@@ -584,6 +589,12 @@ main() {
             if ((want_sshd)); then
                 env_sshd || {
                     log "sshd is not up: run 'bash scripts/services.sh start sshd'"
+                    rc=3
+                }
+            fi
+            if [ "$target" = all ]; then
+                bash "$HERE/twonode.sh" env || {
+                    log "twonode is not up: run 'bash scripts/services.sh start twonode'"
                     rc=3
                 }
             fi
