@@ -91,6 +91,19 @@ def read_endpoint_file(transport: Transport, rec: Record) -> dict[str, Any] | No
     return data
 
 
+# A multi-node job writes <files>.nodefail when a node's process ended early or Ray never held
+# every node: that, not the head's "engine died" that follows, is the cause.
+NODE_SYMPTOMS = ("engine_dead", "engine_start_failed")
+NODE_FIX = ("read that node's log (hpclaunch logs NAME --node N); resubmit once the node or "
+            "network problem is fixed")
+
+
+def read_node_failure(transport: Transport, rec: Record) -> str:
+    text = transport.read_text(f"{rec.files}.nodefail") or ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0].removeprefix("hpclaunch: multi-node: ") if lines else ""
+
+
 def read_exit_code(transport: Transport, rec: Record) -> int | None:
     text = transport.read_text(exit_file(rec))
     if text is None:
@@ -157,6 +170,11 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
     obs = Observation(STARTING, host=host, port=port, log_path=log_path, node=node,
                       report=report, job=job)
     failure = report.failure if report else None
+    if job.left_queue or failure is not None:
+        node_failure = read_node_failure(transport, rec)
+        if node_failure and (failure is None or failure.code in NODE_SYMPTOMS):
+            obs.state, obs.reason = FAILED, f"{node_failure} -> {NODE_FIX}"
+            return obs
 
     if job.left_queue:
         code = read_exit_code(transport, rec)

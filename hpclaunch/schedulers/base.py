@@ -104,6 +104,36 @@ class Scheduler:
     def template_context(self, plan: Plan) -> dict[str, Any]:
         return {}
 
+    # Multi-node: bash that prints the job's nodes (first = head), and the body of
+    # ``run_on_node NODE SCRIPT`` that runs SCRIPT there through the scheduler's launcher.
+    node_list_command: ClassVar[str] = ""
+    node_launch_command: ClassVar[str] = ""
+
+    def multinode_context(self, plan: Plan) -> dict[str, Any] | None:
+        """What ``_multinode.sh.j2`` needs, or None for a one-node plan."""
+        launch = plan.launch
+        if launch is None:
+            return None
+        if not self.node_launcher():
+            raise UserError(f"--set nodes={plan.nodes}: the {self.name} scheduler runs on one "
+                            "machine; use a Slurm or PBS cluster profile for multi-node layouts")
+        from hpclaunch.planning.multinode import worker_flags
+        from hpclaunch.schedulers.render import Raw
+
+        import os
+
+        # The stand-in's python brings its venv's own ray; a real job finds it on PATH.
+        ray = [os.path.join(os.path.dirname(plan.vllm_command[0]), "ray")] if plan.simulate \
+            else ["ray"]
+        return {"mode": launch.mode, "nodes": launch.nodes, "gpus": plan.gpus,
+                "gpus_per_node": launch.gpus_per_node, "dp_local": launch.dp_local,
+                "worker_argv": worker_flags(plan.serve_argv), "ray_command": ray,
+                "node_list": Raw(self.node_list_command),
+                "launcher": Raw(self.node_launcher())}
+
+    def node_launcher(self) -> str:
+        return self.node_launch_command
+
     # -- shared machinery ------------------------------------------------------------
     def header(self, plan: Plan) -> list[str]:
         """Backend directives minus the profile's ``skip_directives``, plus its extras."""
@@ -144,6 +174,7 @@ class Scheduler:
             "setup": list(self.cluster.setup),
             "url_host": self.cluster.url_host or "",
             "directives": [Raw(d) for d in self.header(plan)],
+            "mn": self.multinode_context(plan),
         }
         context.update(self.template_context(plan))
         return render_template(self.template, context)

@@ -45,6 +45,10 @@ class SlurmScheduler(Scheduler):
     directive_prefix: ClassVar[str] = "#SBATCH"
     # `sbatch --parsable` prints "<id>" or, on multi-cluster sites, "<id>;<cluster>".
     job_id_regexp: ClassVar[str] = r"(?P<job_id>[0-9]+)(?:;[A-Za-z0-9_.-]+)?"
+    node_list_command: ClassVar[str] = 'scontrol show hostnames "$SLURM_JOB_NODELIST"'
+    # --overlap: the other nodes' long-running steps must not block each other.
+    node_launch_command: ClassVar[str] = (
+        'srun --nodes=1 --ntasks=1 -w "$1" --overlap --kill-on-bad-exit=0 /bin/bash "$2"')
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

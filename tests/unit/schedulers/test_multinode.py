@@ -1,0 +1,157 @@
+"""Multi-node jobs: layouts that name nodes, and the scripts that start one process per node.
+
+Golden files cover vLLM's own launch, the Ray backend and native DP under Slurm, PBS Pro and
+Torque; every one must be valid bash. The scripts run for real on the two-node Slurm in
+tests/integration/schedulers/test_multinode_slurm.py.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hpclaunch.config import ClusterProfile
+from hpclaunch.errors import UserError
+from hpclaunch.planning.multinode import check_layout, worker_flags
+from hpclaunch.planning.plan import build
+from hpclaunch.planning.presets import load_preset
+from hpclaunch.schedulers.local import LocalScheduler
+from hpclaunch.schedulers.pbs import PBSScheduler
+from hpclaunch.schedulers.slurm import SlurmScheduler
+
+GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "multinode"
+RESULTS = "/scratch/me/hpclaunch"
+
+
+def profile(scheduler: str, dialect: str = "pbspro") -> ClusterProfile:
+    return ClusterProfile(name="twonode", scheduler=scheduler, pbs_dialect=dialect,
+                          gpus_per_node=4, results_dir=RESULTS, time_limit="02:00:00",
+                          env={"NCCL_SOCKET_IFNAME": "ib0", "GLOO_SOCKET_IFNAME": "ib0"})
+
+
+CASES = {
+    # name: (scheduler, dialect, preset, overrides)
+    "slurm_native_tp4pp2": ("slurm", "", "tp4pp2-2nodes", {}),
+    "slurm_ray_tp4pp2": ("slurm", "", "tp4pp2-2nodes", {"distributed-executor-backend": "ray"}),
+    "slurm_dp8": ("slurm", "", "dp8-2nodes", {}),
+    "pbspro_ray_tp4pp2": ("pbs", "pbspro", "tp4pp2-2nodes",
+                          {"distributed-executor-backend": "ray"}),
+    "pbspro_dp8": ("pbs", "pbspro", "dp8-2nodes", {}),
+    "torque_ray_tp4pp2": ("pbs", "torque", "tp4pp2-2nodes",
+                          {"distributed-executor-backend": "ray"}),
+    "torque_dp8": ("pbs", "torque", "dp8-2nodes", {}),
+}
+
+
+def render(case: str) -> str:
+    scheduler, dialect, preset, overrides = CASES[case]
+    cluster = profile(scheduler, dialect or "pbspro")
+    plan = build(model="meta-llama/Llama-3.1-70B-Instruct", preset=load_preset(preset),
+                 cluster=cluster, name="big", overrides=dict(overrides))
+    cls = SlurmScheduler if scheduler == "slurm" else PBSScheduler
+    return cls(cluster, None).render(plan, RESULTS)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_multinode_scripts_match_golden_and_are_valid_bash(case: str, update_golden: bool
+                                                           ) -> None:
+    script = render(case)
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    path = GOLDEN / f"{case}.sh"
+    if update_golden:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(script)
+    assert path.exists(), f"no golden file {path}; create it with pytest --update-golden"
+    expected = path.read_text()
+    if script != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), script.splitlines(True),
+                                            str(path), "rendered"))
+        pytest.fail(f"{path.name} differs (refresh with pytest {__file__} --update-golden "
+                    f"after checking the diff):\n{diff}")
+
+
+def test_golden_files_are_valid_bash() -> None:
+    for path in sorted(GOLDEN.glob("*.sh")):
+        subprocess.run(["bash", "-n", str(path)], check=True)
+
+
+def test_native_launch_gives_every_node_a_rank_and_the_head_ip_never_loopback() -> None:
+    script = render("slurm_native_tp4pp2")
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --gres=gpu:4" in script
+    assert '--master-addr "$HEAD_IP"' in script and "--node-rank 0" in script
+    assert '--headless --nnodes "$EXPECTED_NODES" --node-rank "$R"' in script
+    assert "--distributed-executor-backend mp" in script
+    assert 'srun --nodes=1 --ntasks=1 -w "$1" --overlap' in script
+    assert "hostname -I" in script and "127.0.0.1 " not in script
+
+
+def test_dp_across_nodes_splits_engines_and_keeps_api_flags_on_the_head() -> None:
+    script = render("slurm_dp8")
+    head = next(ln for ln in script.splitlines() if "HEAD_ARGS=(" in ln)
+    assert "--data-parallel-size-local 4" in head and "--data-parallel-rpc-port" in head
+    worker = script.split('start_node "${NODES[$R]}" "$R"', 1)[1].split("done", 1)[0]
+    assert "--api-server-count" not in worker
+    assert "--data-parallel-start-rank $((R * 4))" in worker and "--headless" in worker
+
+
+def test_ray_backend_starts_ray_on_every_node_and_waits_with_a_timeout() -> None:
+    script = render("slurm_ray_tp4pp2")
+    assert "start --head --node-ip-address=\"$HEAD_IP\"" in script
+    assert "--num-gpus=4" in script and "JOIN_TIMEOUT" in script
+    assert "Ray sees" in script and "export RAY_ADDRESS=" in script
+    assert "--distributed-executor-backend ray" in script
+
+
+@pytest.mark.parametrize(("dialect", "launcher"), [("pbspro", "pbs_tmrsh"),
+                                                    ("torque", "pbsdsh -h")])
+def test_pbs_starts_nodes_through_the_mom(dialect: str, launcher: str) -> None:
+    script = render(f"{dialect}_dp8")
+    assert launcher in script and '"$PBS_NODEFILE"' in script
+
+
+@pytest.mark.parametrize(("layout", "message"), [
+    ((8, 1, 1, 3), "does not divide over 3 nodes"),
+    ((6, 1, 1, 4), "does not divide over 4 nodes"),
+    ((3, 2, 1, 2), "dp=3 does not divide"),
+    ((1, 3, 1, 3), None),
+    ((1, 1, 1, 2), "does not divide"),
+])
+def test_layouts_that_do_not_divide_over_the_nodes_are_refused(
+        layout: tuple[int, int, int, int], message: str | None) -> None:
+    dp, tp, pp, nodes = layout
+    if message is None:
+        launch = check_layout(dp, tp, pp, nodes, None)
+        assert launch is not None and launch.gpus_per_node == 1
+        return
+    with pytest.raises(UserError, match=re.escape(message)):
+        check_layout(dp, tp, pp, nodes, None)
+
+
+def test_set_nodes_on_the_command_line_and_flags_the_job_owns_are_refused() -> None:
+    cluster = profile("slurm")
+    plan = build(model="Qwen3-0.6B", preset=load_preset("tp4-throughput"), cluster=cluster,
+                 overrides={"nodes": 2, "pp": 2})
+    assert plan.nodes == 2 and plan.gpus_per_node == 4 and plan.launch is not None
+    with pytest.raises(UserError, match="--master-addr: the job sets it"):
+        build(model="Qwen3-0.6B", preset=load_preset("tp4pp2-2nodes"), cluster=cluster,
+              vllm_args="--master-addr 10.0.0.1")
+    with pytest.raises(UserError, match="mp .* or ray"):
+        build(model="Qwen3-0.6B", preset=load_preset("tp4pp2-2nodes"), cluster=cluster,
+              overrides={"distributed-executor-backend": "uni"})
+
+
+def test_local_scheduler_refuses_multi_node() -> None:
+    cluster = ClusterProfile(name="local", scheduler="local", gpus_per_node=8)
+    plan = build(model="Qwen3-0.6B", preset=load_preset("tp4pp2-2nodes"), cluster=cluster)
+    with pytest.raises(UserError, match="runs on one machine"):
+        LocalScheduler(cluster, None).render(plan, RESULTS)  # type: ignore[arg-type]
+
+
+def test_worker_flags_drop_only_api_server_flags() -> None:
+    argv = ["vllm", "serve", "m", "--api-server-count", "1", "--max-num-seqs", "8",
+            "--api-server-count=2"]
+    assert worker_flags(argv) == ["vllm", "serve", "m", "--max-num-seqs", "8"]
