@@ -83,7 +83,7 @@ def test_native_launch_gives_every_node_a_rank_and_the_head_ip_never_loopback() 
     script = render("slurm_native_tp4pp2")
     assert "#SBATCH --nodes=2" in script and "#SBATCH --gres=gpu:4" in script
     assert '--master-addr "$HEAD_IP"' in script and "--node-rank 0" in script
-    assert '--headless --nnodes "$EXPECTED_NODES" --node-rank "$R"' in script
+    assert re.search(r"--headless \\\n\s+--nnodes \"\$EXPECTED_NODES\" --node-rank \"\$R\"", script)
     assert "--distributed-executor-backend mp" in script
     assert 'srun --nodes=1 --ntasks=1 -w "$1" --overlap' in script
     assert "hostname -I" in script and "127.0.0.1 " not in script
