@@ -135,6 +135,14 @@ class Scheduler:
         return self.node_launch_command
 
     # -- shared machinery ------------------------------------------------------------
+    def run(self, argv: list[str], *, timeout: float = 60) -> Result:
+        """A scheduler command, under the profile's ``scheduler-env`` when it has one."""
+        env = self.cluster.scheduler_env
+        if env:
+            return self.transport.run(
+                ["env", *(f"{k}={v}" for k, v in sorted(env.items())), *argv], timeout=timeout)
+        return self.transport.run(argv, timeout=timeout)
+
     def header(self, plan: Plan) -> list[str]:
         """Backend directives minus the profile's ``skip_directives``, plus its extras."""
         skip = [s.strip() for s in self.cluster.skip_directives if s.strip()]
@@ -182,7 +190,7 @@ class Scheduler:
     def submit(self, script_path: str) -> str:
         """Submit a written script; returns the job id or raises :class:`SubmitError`."""
         argv = self.submit_argv(script_path)
-        result = self.transport.run(argv, timeout=120)
+        result = self.run(argv, timeout=120)
         out = result.stdout.strip()
         if result.returncode != 0:
             words = (result.stderr.strip() or out or "no output").splitlines()
@@ -207,7 +215,7 @@ class Scheduler:
         ids = list(dict.fromkeys(job_ids))
         for start in range(0, len(ids), self.status_batch_size):
             batch = ids[start:start + self.status_batch_size]
-            result = self.transport.run(self.status_argv(batch), timeout=60)
+            result = self.run(self.status_argv(batch), timeout=60)
             found.update(self.parse_status(result, batch))
         gone = [i for i in ids if i not in found]
         if gone:
@@ -218,7 +226,7 @@ class Scheduler:
 
     def cancel(self, job_id: str) -> None:
         argv = self.cancel_argv(job_id)
-        result = self.transport.run(argv, timeout=60)
+        result = self.run(argv, timeout=60)
         if result.returncode != 0 and not self.cancel_error_is_benign(result):
             words = (result.stderr.strip() or result.stdout.strip() or "no output")
             raise UserError(f"{argv[0]} exited {result.returncode}: {words.splitlines()[0]}")

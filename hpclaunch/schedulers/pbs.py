@@ -173,7 +173,7 @@ class PBSScheduler(Scheduler):
         if "json" in result.argv:
             jobs = self._json_jobs(result)
             if jobs is None:  # no JSON here: ask again, in text, this time and from now on
-                result = self.transport.run(self.status_argv(job_ids), timeout=60)
+                result = self.run(self.status_argv(job_ids), timeout=60)
         if jobs is None:
             _check_qstat(result)
             jobs = parse_qstat_text(result.stdout)

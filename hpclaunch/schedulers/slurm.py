@@ -120,7 +120,7 @@ class SlurmScheduler(Scheduler):
         """One ``sacct`` call for jobs squeue forgot; the jobcomp file if accounting is off."""
         ids = ",".join(job_ids)
         if self._accounting:
-            result = self.transport.run(["sacct", "-P", "-n", "-X", "-j", ids, "-o",
+            result = self.run(["sacct", "-P", "-n", "-X", "-j", ids, "-o",
                                          SACCT_FIELDS], timeout=60)
             if result.returncode == 0:
                 return parse_sacct(result.stdout, job_ids)
@@ -129,7 +129,7 @@ class SlurmScheduler(Scheduler):
                             result.returncode, result.stderr.strip())
                 return {}
             self._accounting = False
-        result = self.transport.run(["sacct", "-c", "-P", "-n", "-X", "-j", ids, "-o",
+        result = self.run(["sacct", "-c", "-P", "-n", "-X", "-j", ids, "-o",
                                      SACCT_FIELDS], timeout=60)
         if result.returncode != 0:
             log.info("sacct -c exited %s: %s", result.returncode, result.stderr.strip())

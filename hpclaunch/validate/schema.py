@@ -243,6 +243,7 @@ class ClusterSpec(msgspec.Struct, kw_only=True, rename="kebab", forbid_unknown_f
     url_host: str | None = None
     simulate: bool | None = None
     vllm_version: str | None = None
+    scheduler_env: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- presets
