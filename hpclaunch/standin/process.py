@@ -91,8 +91,7 @@ class StandIn(Simulation):
             else:
                 log.info("APIServer", "serve.py:210",
                          f"Launching {s.dp_local} data parallel engine(s) in headless mode, "
-                         f"with head node address "
-                         f"{os.environ.get('VLLM_HOST_IP', '127.0.0.1')}.")
+                         f"with head node address {self.rendezvous.role.address or '127.0.0.1'}.")
             self.main_wait()
             log.info("APIServer", "serve.py:260", "Shutting down.")
             self.rendezvous.close()

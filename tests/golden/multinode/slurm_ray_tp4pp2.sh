@@ -158,13 +158,16 @@ for ((R = 1; R < EXPECTED_NODES; R++)); do
         --node-ip-address="$(node_ip "${NODES[$R]}")" "${RAY_ARGS[@]}"
 done
 export RAY_ADDRESS="$HEAD_IP:$RAY_PORT"
+# Ask Ray with the python beside the ray command (the same environment).
+RAY_PYTHON="$(dirname "$(command -v ray || echo .)")/python"
+[ -x "$RAY_PYTHON" ] || RAY_PYTHON=$HPCLAUNCH_PYTHON
 # vLLM asks Ray for its GPUs once; wait until Ray holds every node and GPU the layout needs.
 WAIT_START=$SECONDS
 RAY_SEEN="0 0"
 while :; do
     [ "$NODE_FAILED" = 1 ] && fail_nodes "a Ray node exited before Ray held all $EXPECTED_NODES nodes (see $FAIL_FILE)"
     [ "$STOPPING" = 1 ] && { stop_nodes; echo 143 >"$EXIT_FILE"; exit 143; }
-    RAY_SEEN=$("$HPCLAUNCH_PYTHON" -c '
+    RAY_SEEN=$("$RAY_PYTHON" -c '
 import sys, ray
 ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
 print(sum(1 for n in ray.nodes() if n.get("Alive")), int(ray.cluster_resources().get("GPU", 0)))
