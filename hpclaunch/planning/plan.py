@@ -305,7 +305,8 @@ def _multinode_flags(layout: dict[str, int], flags: dict[str, Any], extra: list[
     backend = flags.get("distributed-executor-backend")
     for i, arg in enumerate(extra):
         if _long_flag_name(arg) == "distributed-executor-backend":
-            backend = arg.split("=", 1)[1] if "=" in arg else (extra[i + 1:i + 2] or [None])[0]
+            backend = arg.split("=", 1)[1] if "=" in arg else next(iter(extra[i + 1:i + 2]),
+                                                                     None)
     if backend not in (None, "mp", "ray"):
         raise UserError(f"--distributed-executor-backend {backend}: a multi-node layout runs "
                         "with mp (vLLM's own launch, the default) or ray")

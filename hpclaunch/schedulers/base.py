@@ -117,10 +117,10 @@ class Scheduler:
         if not self.node_launcher():
             raise UserError(f"--set nodes={plan.nodes}: the {self.name} scheduler runs on one "
                             "machine; use a Slurm or PBS cluster profile for multi-node layouts")
+        import os
+
         from hpclaunch.planning.multinode import worker_flags
         from hpclaunch.schedulers.render import Raw
-
-        import os
 
         # The stand-in's python brings its venv's own ray; a real job finds it on PATH.
         ray = [os.path.join(os.path.dirname(plan.vllm_command[0]), "ray")] if plan.simulate \

@@ -193,7 +193,9 @@ def ray_holds(gpus: int, log: Log, stopped: Callable[[], bool]) -> str | None:
         log.error("APIServer", "ray_utils.py:1", line)
         return line
     address = os.environ.get("RAY_ADDRESS") or "auto"
-    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    import logging
+
+    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
     deadline = time.monotonic() + join_timeout()
     nodes, have = 0, 0.0
     try:
