@@ -155,3 +155,41 @@ def test_worker_flags_drop_only_api_server_flags() -> None:
     argv = ["vllm", "serve", "m", "--api-server-count", "1", "--max-num-seqs", "8",
             "--api-server-count=2"]
     assert worker_flags(argv) == ["vllm", "serve", "m", "--max-num-seqs", "8"]
+
+
+# -- planning: nodes x GPUs per node ------------------------------------------------------------
+
+def test_suggest_spans_two_nodes_when_one_node_cannot_hold_the_weights() -> None:
+    from hpclaunch.planning.suggest import suggest
+
+    s = suggest("Llama-3.1-70B-Instruct", gpus_per_node=4, gpu="RTX4090")
+    assert s.preset == "tp4pp2-2nodes"
+    assert any("moving up to tp4pp2-2nodes" in r for r in s.reasons)
+
+
+def test_suggest_moves_tensor_parallel_inside_smaller_nodes() -> None:
+    from hpclaunch.planning.suggest import suggest
+
+    s = suggest("Llama-3.1-70B-Instruct", gpus_per_node=2, gpu="A100-40GB")
+    assert s.sets["tp"] == 2 and s.sets["pp"] == 2 and s.sets["nodes"] == 2
+
+
+def test_planner_counts_gpus_per_node_and_pipeline_stages_across_nodes() -> None:
+    from hpclaunch.planning import kv
+    from hpclaunch.planning.capacity import capacity
+    from hpclaunch.planning.catalog import model_info
+    from hpclaunch.planning.settings import settings_from_flags
+
+    info = model_info("meta-llama/Llama-3.1-70B-Instruct")
+    assert info is not None
+    one = capacity(info, model_id=info.model_id, preset="x", dp=1, tp=4, pp=1,
+                   settings=settings_from_flags([], "0.33.0"), gpu=kv.gpu_named("A100-40GB"))
+    two = capacity(info, model_id=info.model_id, preset="x", dp=1, tp=4, pp=2,
+                   settings=settings_from_flags([], "0.33.0"), gpu=kv.gpu_named("A100-40GB"))
+    assert one.weights_per_gpu_bytes and two.weights_per_gpu_bytes
+    # PP over two nodes halves each GPU's weights, so more KV per GPU.
+    assert two.weights_per_gpu_bytes < 0.55 * one.weights_per_gpu_bytes
+    cluster = profile("slurm")
+    plan = build(model="Llama-3.1-70B-Instruct", preset=load_preset("tp4pp2-2nodes"),
+                 cluster=cluster)
+    assert (plan.nodes, plan.gpus, plan.gpus_per_node) == (2, 8, 4)
