@@ -226,3 +226,16 @@ def test_ray_that_never_sees_node_two_fails_after_the_timeout_with_the_reason(tw
     assert data["state"] == "FAILED", data
     assert re.search(r"Ray sees 1 of 2 nodes and 2 of 4 GPUs after 25 s", data["reason"]), data
     assert not job_file(hpc.registry()[name], "endpoint.json").exists()
+
+
+def test_the_two_node_slurm_runs_beside_the_single_node_one(twonode: HPC) -> None:
+    nodes = slurm("sinfo", "-h", "-N", "-o", "%N").split()
+    assert sorted(set(nodes)) == ["n1", "n2"]
+    single = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True,
+                            check=False, timeout=30, env={k: v for k, v in os.environ.items()
+                                                          if k != "SLURM_CONF"}).stdout.split()
+    assert single and not set(single) & {"n1", "n2"}
+    # One task per node, each with its own hostname and address; the head's loopback is its own.
+    out = slurm("srun", "-N2", "-n2", "--overlap", "-t", "1", "bash", "-c",
+                'echo "$(hostname) $(hostname -I)"')
+    assert sorted(out.split()) == sorted(["n1", "10.200.0.11", "n2", "10.200.0.12"]), out
