@@ -193,3 +193,32 @@ def test_planner_counts_gpus_per_node_and_pipeline_stages_across_nodes() -> None
     plan = build(model="Llama-3.1-70B-Instruct", preset=load_preset("tp4pp2-2nodes"),
                  cluster=cluster)
     assert (plan.nodes, plan.gpus, plan.gpus_per_node) == (2, 8, 4)
+
+
+# -- diagnosis: a node that never arrived --------------------------------------------------------
+
+@pytest.mark.parametrize(("line", "code", "words"), [
+    ("(APIServer pid=7) ERROR 11-27 09:48:08 [parallel_state.py:1040] torch.distributed."
+     "DistStoreError: Timed out after 300 seconds waiting for clients. 1/2 clients joined.",
+     "nodes_missing", "only 1 of 2 nodes joined"),
+    ("(APIServer pid=7) ERROR 11-27 09:48:08 [ray_utils.py:328] ValueError: The number of "
+     "required GPUs exceeds the total number of available GPUs in the placement group.",
+     "ray_gpus_missing", "Ray does not hold the GPUs"),
+])
+def test_missing_nodes_in_the_head_log_are_the_failure_cause(line: str, code: str, words: str
+                                                             ) -> None:
+    from hpclaunch.vllm.logwatch import LogChunk, parse
+
+    text = ("(APIServer pid=7) INFO 11-27 09:48:00 [api_server.py:1885] vLLM API server "
+            "version 0.33.0\n" + line + "\n(APIServer pid=7) ERROR 11-27 09:48:09 "
+            "[core_client.py:564] EngineDeadError: EngineCore encountered an issue.\n")
+    data = text.encode()
+    failure = parse(LogChunk.from_bytes(data, b"", len(data))).failure
+    assert failure is not None and failure.code == code and words in failure.reason
+
+
+def test_node_log_path_sits_beside_the_realtime_log() -> None:
+    from hpclaunch.cli.endpoints import node_log_path
+
+    path = node_log_path("/r/vllm_big.ab12_port8000_realtime.log", 1)
+    assert path == "/r/vllm_big.ab12_node1.log"
