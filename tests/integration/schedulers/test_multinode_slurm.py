@@ -195,14 +195,14 @@ def _env_has(pid: int, text: str) -> bool:
 
 def test_ray_backend_holds_both_nodes_before_ready(twonode: HPC) -> None:
     hpc, name = twonode, unique("ray")
-    hpc("submit", "Qwen3-0.6B", "--preset", "tp4pp2-2nodes", "--set", "tp=2",
+    hpc("submit", "Llama-3.1-70B-Instruct", "--preset", "tp4pp2-2nodes",
         "--set", "distributed-executor-backend=ray", "--name", name)
     assert "READY" in hpc("wait", name, "--timeout", "150").stdout
     rec = hpc.registry()[name]
     log = Path(rec["log_path"]).read_text()
-    assert re.search(r"Ray cluster at 10\.200\.0\.11:\d+: 2 nodes, 4 GPUs", log), log[-2000:]
+    assert re.search(r"Ray cluster at 10\.200\.0\.11:\d+: 2 nodes, 8 GPUs", log), log[-2000:]
     err = next(Path(rec["results_dir"]).glob(f"hpclaunch_{name}.*.err")).read_text()
-    assert "Ray holds 2 nodes and 4 GPUs" in err
+    assert "Ray holds 2 nodes and 8 GPUs" in err
     assert "ray start --head" not in hpc("logs", name, "--node", "1").stdout
     assert "Ray runtime started" in hpc("logs", name, "--node", "1", "-n", "200").stdout
     assert hpc("chat", name, "hi ray").stdout.strip()
