@@ -226,6 +226,10 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
             obs.reason = "log says ready but /health does not answer yet"
         return obs
     obs.reason = "vLLM is starting" if report and report.started else "job running, no log yet"
+    if not log_path:  # a multi-node job says what it waits for before the head starts
+        launch = (transport.read_text(f"{rec.files}.launch") or "").strip()
+        if launch:
+            obs.reason = f"multi-node: {launch.splitlines()[0]}"
     return obs
 
 

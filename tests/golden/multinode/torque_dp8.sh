@@ -66,6 +66,7 @@ JOIN_TIMEOUT=${HPCLAUNCH_JOIN_TIMEOUT:-300}
 export HPCLAUNCH_JOIN_TIMEOUT=$JOIN_TIMEOUT
 STOP_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.stopping"
 FAIL_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.nodefail"
+LAUNCH_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.launch"
 rm -f "$STOP_FILE" "$FAIL_FILE"
 LOG="$RESULTS_DIR/vllm_${HPCLAUNCH_FILES}_head.log"
 NODE_FAILED=0
@@ -94,6 +95,7 @@ run_on_node() {
     pbsdsh -h "$1" /bin/bash "$2"
 }
 HEAD_IP=$(node_ip "${NODES[0]}") || { echo 96 >"$EXIT_FILE"; exit 96; }
+echo "starting dp launch on ${NODES[*]} (head $HEAD_IP)" >"$LAUNCH_FILE"
 export VLLM_HOST_IP=$HEAD_IP
 NODE_HOST="$HEAD_IP"
 

@@ -66,6 +66,7 @@ JOIN_TIMEOUT=${HPCLAUNCH_JOIN_TIMEOUT:-300}
 export HPCLAUNCH_JOIN_TIMEOUT=$JOIN_TIMEOUT
 STOP_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.stopping"
 FAIL_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.nodefail"
+LAUNCH_FILE="$RESULTS_DIR/$HPCLAUNCH_FILES.launch"
 rm -f "$STOP_FILE" "$FAIL_FILE"
 LOG="$RESULTS_DIR/vllm_${HPCLAUNCH_FILES}_head.log"
 NODE_FAILED=0
@@ -94,6 +95,7 @@ run_on_node() {
     pbsdsh -h "$1" /bin/bash "$2"
 }
 HEAD_IP=$(node_ip "${NODES[0]}") || { echo 96 >"$EXIT_FILE"; exit 96; }
+echo "starting ray launch on ${NODES[*]} (head $HEAD_IP)" >"$LAUNCH_FILE"
 export VLLM_HOST_IP=$HEAD_IP
 NODE_HOST="$HEAD_IP"
 
@@ -175,6 +177,7 @@ ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
 print(sum(1 for n in ray.nodes() if n.get("Alive")), int(ray.cluster_resources().get("GPU", 0)))
 ' "$RAY_ADDRESS" 2>/dev/null | tail -n 1) || RAY_SEEN="0 0"
     read -r RAY_NODES RAY_GPUS <<<"${RAY_SEEN:-0 0}"
+    echo "waiting for Ray to hold $EXPECTED_NODES nodes and 8 GPUs: it sees ${RAY_NODES:-0} nodes and ${RAY_GPUS:-0} GPUs ($((SECONDS - WAIT_START)) s of $JOIN_TIMEOUT)" >"$LAUNCH_FILE"
     if [ "${RAY_NODES:-0}" -ge "$EXPECTED_NODES" ] && [ "${RAY_GPUS:-0}" -ge 8 ]; then
         echo "hpclaunch: multi-node: Ray holds $RAY_NODES nodes and $RAY_GPUS GPUs after $((SECONDS - WAIT_START)) s" >&2
         break

@@ -83,12 +83,14 @@ def stop_leaves_nothing(hpc: HPC, name: str) -> None:
         time.sleep(0.3)
 
 
-def status_until(hpc: HPC, name: str, states: set[str], timeout: float) -> dict:
+def status_until(hpc: HPC, name: str, states: set[str], timeout: float, reason: str = ""
+                 ) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         data = hpc("status", name, "--json").json()
         assert isinstance(data, dict)
-        if data["state"] in states or time.monotonic() > deadline:
+        if data["state"] in states or (reason and reason in data["reason"]) \
+                or time.monotonic() > deadline:
             return data
         time.sleep(0.5)
 
@@ -218,6 +220,9 @@ def test_ray_that_never_sees_node_two_fails_after_the_timeout_with_the_reason(tw
     # Node 2's `ray start` is frozen before it registers: the head never sees it.
     frozen = freeze_worker(name, "ray start --address=")
     try:
+        waiting = status_until(hpc, name, {"FAILED", "READY", "ENDED"}, 60,
+                               reason="it sees 1 nodes and 2 GPUs")
+        assert "multi-node: waiting for Ray to hold 2 nodes and 4 GPUs" in waiting["reason"]
         data = status_until(hpc, name, {"FAILED", "READY", "ENDED"}, 120)
     finally:
         for pid in frozen:
