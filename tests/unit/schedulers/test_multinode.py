@@ -222,3 +222,29 @@ def test_node_log_path_sits_beside_the_realtime_log() -> None:
 
     path = node_log_path("/r/vllm_big.ab12_port8000_realtime.log", 1)
     assert path == "/r/vllm_big.ab12_node1.log"
+
+
+# -- scheduler-env: one of several clusters from one login node -----------------------------------
+
+def test_scheduler_commands_run_under_the_profiles_scheduler_env() -> None:
+    from hpclaunch.config import ClusterProfile as Profile
+    from hpclaunch.remote.transport import Result
+    from tests.unit.schedulers.test_slurm import CannedTransport
+
+    profile_ = Profile.from_mapping("two", {"scheduler": "slurm", "scheduler-env": {
+        "SLURM_CONF": "/etc/slurm-two/slurm.conf"}}, "clusters.yaml")
+    assert profile_.scheduler_env == {"SLURM_CONF": "/etc/slurm-two/slurm.conf"}
+    transport = CannedTransport([Result([], 0, "42\n", ""), Result([], 0, "", "")])
+    scheduler = SlurmScheduler(profile_, transport)  # type: ignore[arg-type]
+    assert scheduler.submit("/r/job.sh") == "42"
+    scheduler.cancel("42")
+    assert [c[:2] for c in transport.calls] == [["env", "SLURM_CONF=/etc/slurm-two/slurm.conf"]] * 2
+    assert transport.calls[0][2] == "sbatch" and transport.calls[1][2] == "scancel"
+
+
+def test_scheduler_env_names_are_checked() -> None:
+    from hpclaunch.config import ClusterProfile as Profile
+
+    with pytest.raises(UserError, match="scheduler-env"):
+        Profile.from_mapping("two", {"scheduler": "slurm", "scheduler-env": {"BAD NAME": "x"}},
+                             "clusters.yaml")
