@@ -116,6 +116,15 @@ class StandIn(Simulation):
             threading.Thread(target=self._watch_peers, name="peers", daemon=True).start()
         return None
 
+    def _node_workers(self, workers: list[str]) -> list[str]:
+        """vLLM's own multi-node launch: each node holds its share of the TP x PP workers."""
+        nnodes = int(str(self.s.shown_args.get("nnodes") or 1))
+        if nnodes <= 1 or len(workers) % nnodes:
+            return workers
+        per = len(workers) // nnodes
+        rank = self.rendezvous.role.rank
+        return workers[rank * per:(rank + 1) * per]
+
     def _watch_peers(self) -> None:
         rdv = self.rendezvous
         while not self.stop.is_set():
@@ -154,7 +163,7 @@ class StandIn(Simulation):
                 f"enforce_eager={s.enforce_eager}, kv_cache_dtype={s.kv_cache_dtype}, "
                 f"served_model_name={s.served_names[0]}, "
                 f"enable_prefix_caching=True, enable_chunked_prefill=True"))
-            workers = self.workers(r)
+            workers = self._node_workers(self.workers(r))
             for w in workers:
                 log.info(w, "gpu_model_runner.py:3338", f"Starting to load model {s.model}...")
             if s.fail == "oom" or mem.weight_bytes_per_gpu > s.gpu.memory_bytes - GiB // 2:
