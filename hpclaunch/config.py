@@ -118,6 +118,10 @@ class ClusterProfile:
     # compute nodes lack internet (jobs then get HF_HUB_OFFLINE=1; docs/offline-nodes.md).
     hf_home: str | None = None
     offline: bool = False
+    # Environment of the scheduler's own commands (sbatch, squeue, scancel, qsub, ...), e.g.
+    # SLURM_CONF for one of several clusters reached from one login node. Jobs inherit it
+    # through sbatch/qsub, so srun inside the job talks to the same cluster.
+    scheduler_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, name: str, data: Any, source: str) -> ClusterProfile:
@@ -140,10 +144,11 @@ class ClusterProfile:
             if rule is not None:
                 value = units.check(value, rule, f"{source}: {prefix}.{key}")
             kwargs[attr] = value
-        for key, value in kwargs.get("env", {}).items():
-            units.check(key, units.env_name, f"{source}: {prefix}.env")
-            kwargs["env"][key] = units.check(value, units.env_value,
-                                             f"{source}: {prefix}.env.{key}")
+        for field_name, key_name in (("env", "env"), ("scheduler_env", "scheduler-env")):
+            for key, value in kwargs.get(field_name, {}).items():
+                units.check(key, units.env_name, f"{source}: {prefix}.{key_name}")
+                kwargs[field_name][key] = units.check(value, units.env_value,
+                                                      f"{source}: {prefix}.{key_name}.{key}")
         for key in ("partition", "account", "qos", "queue"):
             if key in kwargs:
                 kwargs[key] = str(kwargs[key])

@@ -8,10 +8,11 @@
 #     plus an MFA login node on 127.0.0.2:2225 (key, then a keyboard-interactive code via PAM).
 #
 #   - rootful Podman (runc, cgroupfs: scripts/podman/containers.conf) and a small local image
-#     localhost/hpclaunch-standin:latest with Python and the stand-in (no registry needed).
+#     localhost/hpclaunch-standin:latest with Python and the stand-in (no registry needed),
+#   - "twonode": a real two-node Slurm beside the single-node one (scripts/twonode.sh).
 #
-# Usage: bash scripts/services.sh install|start|stop|restart|status|env [slurm|sshd|jump|podman|all]
-#        (default all)
+# Usage: bash scripts/services.sh install|start|stop|restart|status|env
+#        [slurm|sshd|jump|podman|twonode|all]   (default all)
 #   install  apt packages (skipped when already installed), keys, config files; starts nothing
 #   start    install, then start what is not running yet (restarts a service whose config changed)
 #   stop     cancel all Slurm jobs, then stop the daemons by their pidfiles
@@ -806,6 +807,7 @@ main() {
         slurm | pbs) target=slurm ;;
         sshd | ssh) target=sshd ;;
         jump | podman) ;;
+        twonode) exec bash "$HERE/twonode.sh" "$cmd" ;;
         all) ;;
         *) usage ;;
     esac
@@ -841,11 +843,13 @@ main() {
             ((want_sshd)) && start_sshd
             ((want_jump)) && start_jump
             ((want_podman)) && start_podman
+            if [ "$target" = all ]; then bash "$HERE/twonode.sh" start 9>&-; fi
             log "$cmd $target done in $(since "$t0") s"
             ;;
         stop)
             need_root
             take_lock
+            if [ "$target" = all ]; then bash "$HERE/twonode.sh" stop 9>&- || true; fi
             ((want_slurm)) && { command -v squeue >/dev/null && stop_slurm || true; }
             ((want_sshd)) && stop_sshd
             ((want_jump)) && stop_jump
@@ -856,6 +860,7 @@ main() {
             ((want_sshd)) && { status_sshd || rc=3; }
             ((want_jump)) && { status_jump || rc=3; }
             ((want_podman)) && { status_podman || rc=3; }
+            if [ "$target" = all ]; then bash "$HERE/twonode.sh" status || rc=3; fi
             return "$rc"
             ;;
         env)
@@ -880,6 +885,12 @@ main() {
             if ((want_podman)); then
                 env_podman || {
                     log "podman is not up: run 'bash scripts/services.sh start podman'"
+                    rc=3
+                }
+            fi
+            if [ "$target" = all ]; then
+                bash "$HERE/twonode.sh" env || {
+                    log "twonode is not up: run 'bash scripts/services.sh start twonode'"
                     rc=3
                 }
             fi

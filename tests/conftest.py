@@ -89,6 +89,8 @@ class HPC:
         self.env["HPCLAUNCH_HOME"] = str(home)
         # The stand-in prints stats lines quickly so tests need not wait 10 s.
         self.env.setdefault("VLLM_LOG_STATS_INTERVAL", "0.5")
+        # The environment its scheduler commands need (SLURM_CONF of the two-node Slurm).
+        self.scheduler_env: dict[str, str] = {}
 
     @property
     def config_dir(self) -> Path:
@@ -135,7 +137,7 @@ class HPC:
                 continue
             if rec.get("scheduler") == "slurm" and shutil.which("scancel"):
                 subprocess.run(["scancel", str(rec["job_id"])], check=False,
-                               capture_output=True)
+                               capture_output=True, env={**os.environ, **self.scheduler_env})
             elif rec.get("scheduler") == "pbs" and shutil.which("qdel"):
                 subprocess.run(["qdel", str(rec["job_id"])], check=False, capture_output=True)
 

@@ -122,7 +122,7 @@ def submit(request: SubmitRequest, *, dry_run: bool = False,
             cluster=plan.cluster.name, scheduler=plan.cluster.scheduler,
             pbs_dialect=plan.cluster.pbs_dialect if plan.cluster.scheduler == "pbs" else "",
             results_dir=results_dir, api_key=secrets.token_urlsafe(24),
-            simulated=plan.simulate, layout={"dp": plan.dp, "tp": plan.tp, "pp": plan.pp},
+            simulated=plan.simulate, layout=_layout(plan),
             vllm_args=list(plan.vllm_flags), reason="reserved: queueing its job",
             submission=submission,
             script_path=f"{results_dir}/hpclaunch_{plan.name}.{submission}.sh",
@@ -199,3 +199,11 @@ def signals_deferred() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _layout(plan: Any) -> dict[str, int]:
+    """The record's layout; ``nodes`` only when the plan spans several."""
+    layout = {"dp": plan.dp, "tp": plan.tp, "pp": plan.pp}
+    if plan.nodes > 1:
+        layout["nodes"] = plan.nodes
+    return layout

@@ -104,7 +104,9 @@ class Endpoint:
     @property
     def layout_label(self) -> str:
         """``dp4 tp1 pp1`` - how the A/B table tells two endpoints of one model apart."""
-        return " ".join(f"{k}{self.layout[k]}" for k in ("dp", "tp", "pp") if k in self.layout)
+        label = " ".join(f"{k}{self.layout[k]}" for k in ("dp", "tp", "pp") if k in self.layout)
+        nodes = self.layout.get("nodes", 1)
+        return f"{label} on {nodes} nodes" if nodes > 1 else label
 
     def openai_client(self, **kwargs: Any) -> Any:
         """An ``openai.OpenAI`` client for this endpoint (needs the ``openai`` package)."""

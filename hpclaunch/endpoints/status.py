@@ -93,6 +93,19 @@ def read_endpoint_file(transport: Transport, rec: Record) -> dict[str, Any] | No
     return data
 
 
+# A multi-node job writes <files>.nodefail when a node's process ended early or Ray never held
+# every node: that, not the head's "engine died" that follows, is the cause.
+NODE_SYMPTOMS = ("engine_dead", "engine_start_failed")
+NODE_FIX = ("read that node's log (hpclaunch logs NAME --node N); resubmit once the node or "
+            "network problem is fixed")
+
+
+def read_node_failure(transport: Transport, rec: Record) -> str:
+    text = transport.read_text(f"{rec.files}.nodefail") or ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0].removeprefix("hpclaunch: multi-node: ") if lines else ""
+
+
 def read_exit_code(transport: Transport, rec: Record) -> int | None:
     text = transport.read_text(exit_file(rec))
     if text is None:
@@ -167,6 +180,11 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
 
         failure = replace(failure, fix=f"run hpclaunch prefetch {rec.model_id} --cluster "
                                        f"{rec.cluster}, then resubmit")
+    if job.left_queue or failure is not None:
+        node_failure = read_node_failure(transport, rec)
+        if node_failure and (failure is None or failure.code in NODE_SYMPTOMS):
+            obs.state, obs.reason = FAILED, f"{node_failure} -> {NODE_FIX}"
+            return obs
 
     if job.left_queue:
         code = read_exit_code(transport, rec)
@@ -218,6 +236,10 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
             obs.reason = "log says ready but /health does not answer yet"
         return obs
     obs.reason = "vLLM is starting" if report and report.started else "job running, no log yet"
+    if not log_path:  # a multi-node job says what it waits for before the head starts
+        launch = (transport.read_text(f"{rec.files}.launch") or "").strip()
+        if launch:
+            obs.reason = f"multi-node: {launch.splitlines()[0]}"
     return obs
 
 

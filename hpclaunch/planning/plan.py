@@ -16,6 +16,7 @@ from typing import Any
 
 from hpclaunch.config import ClusterProfile, Container, container_changes, merge_container
 from hpclaunch.errors import UserError
+from hpclaunch.planning.multinode import JOB_OWNED_FLAGS, Launch, check_layout, worker_flags
 from hpclaunch.planning.presets import LAYOUT_KEYS, Preset, resolve_model_values
 from hpclaunch.validate import units
 
@@ -65,6 +66,17 @@ class Plan:
     @property
     def gpus_per_node(self) -> int:
         return -(-self.gpus // self.nodes)
+
+    @property
+    def launch(self) -> Launch | None:
+        """How the nodes start (None on one node); :mod:`hpclaunch.planning.multinode`."""
+        return check_layout(self.dp, self.tp, self.pp, self.nodes,
+                            self.flag_value("distributed-executor-backend"))
+
+    @property
+    def worker_argv(self) -> list[str]:
+        """What the other nodes run: the head's argv minus API-server-only flags."""
+        return worker_flags(self.serve_argv)
 
     @property
     def serve_argv(self) -> list[str]:
@@ -230,7 +242,7 @@ def build(
             near = difflib.get_close_matches(key, choices, n=3)
             hint = f"; did you mean {', '.join(near)}?" if near else ""
             raise UserError(
-                f"--set {key}: not a layout key (dp, tp, pp), a resource key "
+                f"--set {key}: not a layout key (dp, tp, pp, nodes), a resource key "
                 f"({', '.join(RESOURCE_KEYS)}) or a vLLM {cluster.vllm_version} flag{hint}"
             )
     extra = _split_extra_args(vllm_args) if vllm_args else []
@@ -248,6 +260,9 @@ def build(
     rendered: list[str] = ["--served-model-name", endpoint, "--host", cluster.bind_host]
     rendered += render_flags(layout, flags)
     rendered += extra
+    nodes = layout.get("nodes", 1)
+    if nodes > 1:
+        rendered = _multinode_flags(layout, flags, extra, rendered)
 
     simulate = cluster.simulate if simulate is None else simulate
     command = tuple(cluster.vllm_command)
@@ -269,6 +284,7 @@ def build(
         dp=layout["dp"],
         tp=layout["tp"],
         pp=layout["pp"],
+        nodes=nodes,
         gpus_per_node_available=cluster.gpus_per_node if gpus_per_node is None
         else units.check(gpus_per_node, units.positive_int, "--gpus-per-node"),
         vllm_command=command,
@@ -300,6 +316,28 @@ def _cache_env(cluster: ClusterProfile) -> dict[str, str]:
     if cluster.offline:
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     return env
+
+def _multinode_flags(layout: dict[str, int], flags: dict[str, Any], extra: list[str],
+                     rendered: list[str]) -> list[str]:
+    """Refuse flags the per-node launch owns; name the executor for vLLM's own launch."""
+    given = set(flags) | {f for arg in extra if (f := _long_flag_name(arg))}
+    for flag in JOB_OWNED_FLAGS:
+        if flag in given:
+            raise UserError(f"--{flag}: the job sets it on each node of a multi-node layout; "
+                            "remove it (see docs/multi-node.md)")
+    backend = flags.get("distributed-executor-backend")
+    for i, arg in enumerate(extra):
+        if _long_flag_name(arg) == "distributed-executor-backend":
+            backend = arg.split("=", 1)[1] if "=" in arg else next(iter(extra[i + 1:i + 2]),
+                                                                     None)
+    if backend not in (None, "mp", "ray"):
+        raise UserError(f"--distributed-executor-backend {backend}: a multi-node layout runs "
+                        "with mp (vLLM's own launch, the default) or ray")
+    launch = check_layout(layout["dp"], layout["tp"], layout["pp"], layout["nodes"],
+                          str(backend) if backend else None)
+    if backend is None and launch is not None and launch.mode != "dp":
+        rendered = [*rendered, "--distributed-executor-backend", "mp"]
+    return rendered
 
 
 def _default_name(model_id: str) -> str:

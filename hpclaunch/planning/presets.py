@@ -29,7 +29,7 @@ from typing import Any
 from hpclaunch.config import builtin_dir, config_dir
 from hpclaunch.errors import UserError
 
-LAYOUT_KEYS = {"dp": "dp", "tp": "tp", "pp": "pp",
+LAYOUT_KEYS = {"dp": "dp", "tp": "tp", "pp": "pp", "nodes": "nodes",
                "data-parallel-size": "dp", "tensor-parallel-size": "tp",
                "pipeline-parallel-size": "pp"}
 # Resource keys a preset may not set: the layout and the cluster profile decide them.
@@ -58,7 +58,9 @@ class Preset:
         """``tp2 x dp2`` (inner to outer, size-1 axes left out), ``1 GPU`` for none."""
         parts = [f"{axis}{self.layout[axis]}" for axis in ("tp", "pp", "dp")
                  if self.layout.get(axis, 1) > 1]
-        return " x ".join(parts) or "1 GPU"
+        text = " x ".join(parts) or "1 GPU"
+        nodes = self.layout.get("nodes", 1)
+        return f"{text} on {nodes} nodes" if nodes > 1 else text
 
     @property
     def gpus(self) -> int:
@@ -119,7 +121,7 @@ def parse_preset(name: str, path: Path) -> Preset:
     layout = {"dp": 1, "tp": 1, "pp": 1}
     for key, value in (spec.layout or {}).items():
         if key not in LAYOUT_KEYS:
-            raise UserError(f"{path}: layout.{key}: unknown layout key; use dp, tp, pp")
+            raise UserError(f"{path}: layout.{key}: unknown layout key; use dp, tp, pp, nodes")
         layout[LAYOUT_KEYS[key]] = units.check(value, units.positive_int,
                                                f"{source}: layout.{key}")
     vllm: dict[str, Any] = {}

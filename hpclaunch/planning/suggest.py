@@ -162,7 +162,13 @@ def _fit_node(preset_name: str, gpus: int, sets: dict[str, Any], reasons: list[s
 
     preset = load_preset(preset_name)
     group = preset.layout["tp"] * preset.layout["pp"]
-    if preset.gpus == gpus or gpus < 1:
+    nodes = preset.layout.get("nodes", 1)
+    if preset.gpus == gpus * nodes or gpus < 1:
+        return
+    if nodes > 1:
+        if preset.gpus // nodes > gpus:
+            reasons.append(f"{preset_name} needs {preset.gpus // nodes} GPUs on each of {nodes} "
+                           f"nodes and a node has {gpus}: use nodes with more GPUs")
         return
     if preset.layout["dp"] > 1 and gpus >= group:
         dp = gpus // group
@@ -170,6 +176,13 @@ def _fit_node(preset_name: str, gpus: int, sets: dict[str, Any], reasons: list[s
             sets["dp"] = dp
             reasons.append(f"the node has {gpus} GPUs: --set dp={dp} (the preset's "
                            f"{preset.layout['dp']} assumes the guides' {GUIDE_GPUS_PER_NODE})")
+    elif preset.gpus > gpus and preset.layout["dp"] == 1 and preset.layout["tp"] % gpus == 0:
+        # Tensor parallel stays inside a node; the pipeline crosses nodes.
+        span = preset.layout["tp"] // gpus
+        sets.update(tp=gpus, pp=preset.layout["pp"] * span, nodes=span)
+        reasons.append(f"{preset_name} needs {preset.gpus} GPUs and a node has {gpus}: span "
+                       f"{span} nodes with tp={gpus} inside each and pp={sets['pp']} across "
+                       f"them (--set tp={gpus} --set pp={sets['pp']} --set nodes={span})")
     elif preset.gpus > gpus:
         reasons.append(f"{preset_name} needs {preset.gpus} GPUs and the node has {gpus}: "
                        "it will not fit; use a node with more GPUs or a quantized build")
@@ -195,7 +208,7 @@ def _check_with_planner(info: ModelInfo, preset_name: str, sets: dict[str, Any],
     layout = dict(preset.layout)
     flags = dict(preset.vllm)
     for key, value in sets.items():
-        if key in layout:
+        if key in layout or key == "nodes":
             layout[key] = value
         else:
             flags[key] = value
@@ -211,7 +224,10 @@ def _check_with_planner(info: ModelInfo, preset_name: str, sets: dict[str, Any],
         bigger = {"dp4-throughput": "tp2dp2-throughput", "reasoning-dp4": "tp2dp2-throughput",
                   "vl-dp4": "tp2dp2-throughput", "awq-dp4-memory": "tp2dp2-throughput",
                   "longctx-dp2": "tp2dp2-throughput", "tp2dp2-balanced": "tp4-lowlatency",
-                  "tp2dp2-throughput": "tp4-throughput", "tp2-balanced": "tp4-throughput"}
+                  "tp2dp2-throughput": "tp4-throughput", "tp2-balanced": "tp4-throughput",
+                  # One node cannot hold it: span two (tensor parallel inside each node).
+                  "tp4-throughput": "tp4pp2-2nodes", "tp4-lowlatency-large": "tp4pp2-2nodes",
+                  "tp4-lowlatency": "tp4pp2-2nodes", "tp4pp2-2nodes": "tp8pp2-2nodes"}
         nxt = bigger.get(preset_name)
         reasons.append(f"on {gpu.name} the weights need {report.weights_per_gpu_bytes / kv.GiB:.1f}"
                        f" GiB per GPU with {preset.layout_text}, more than the "
@@ -310,12 +326,14 @@ def suggest(model: str, *, gpus_per_node: int | None = None, gpu: str | None = N
                        "what you need")
     _fit_node(preset, gpus, sets, reasons)
     if gpu:
-        replacement = _check_with_planner(info, preset, sets, gpu, vllm_version, reasons)
-        if replacement:
+        # Up a size class while the weights do not fit, as far as two 8-GPU nodes.
+        for _ in range(4):
+            replacement = _check_with_planner(info, preset, sets, gpu, vllm_version, reasons)
+            if not replacement or (replacement == "tp8pp2-2nodes" and gpus < 8):
+                break
             preset = replacement
             sets.pop("dp", None)
             _fit_node(preset, gpus, sets, reasons)
-            _check_with_planner(info, preset, sets, gpu, vllm_version, reasons)
     alternatives = [p for p in _alternatives(size, info) if p != preset]
     return Suggestion(model=model, model_id=model_id, preset=preset, sets=sets,
                       reasons=reasons, alternatives=alternatives)

@@ -108,7 +108,45 @@ class Scheduler:
     def template_context(self, plan: Plan) -> dict[str, Any]:
         return {}
 
+    # Multi-node: bash that prints the job's nodes (first = head), and the body of
+    # ``run_on_node NODE SCRIPT`` that runs SCRIPT there through the scheduler's launcher.
+    node_list_command: ClassVar[str] = ""
+    node_launch_command: ClassVar[str] = ""
+
+    def multinode_context(self, plan: Plan) -> dict[str, Any] | None:
+        """What ``_multinode.sh.j2`` needs, or None for a one-node plan."""
+        launch = plan.launch
+        if launch is None:
+            return None
+        if not self.node_launcher():
+            raise UserError(f"--set nodes={plan.nodes}: the {self.name} scheduler runs on one "
+                            "machine; use a Slurm or PBS cluster profile for multi-node layouts")
+        import os
+
+        from hpclaunch.planning.multinode import worker_flags
+        from hpclaunch.schedulers.render import Raw
+
+        # The stand-in's python brings its venv's own ray; a real job finds it on PATH.
+        ray = [os.path.join(os.path.dirname(plan.vllm_command[0]), "ray")] if plan.simulate \
+            else ["ray"]
+        return {"mode": launch.mode, "nodes": launch.nodes, "gpus": plan.gpus,
+                "gpus_per_node": launch.gpus_per_node, "dp_local": launch.dp_local,
+                "worker_argv": worker_flags(plan.serve_argv), "ray_command": ray,
+                "node_list": Raw(self.node_list_command),
+                "launcher": Raw(self.node_launcher())}
+
+    def node_launcher(self) -> str:
+        return self.node_launch_command
+
     # -- shared machinery ------------------------------------------------------------
+    def run(self, argv: list[str], *, timeout: float = 60) -> Result:
+        """A scheduler command, under the profile's ``scheduler-env`` when it has one."""
+        env = self.cluster.scheduler_env
+        if env:
+            return self.transport.run(
+                ["env", *(f"{k}={v}" for k, v in sorted(env.items())), *argv], timeout=timeout)
+        return self.transport.run(argv, timeout=timeout)
+
     def header(self, plan: Plan) -> list[str]:
         """Backend directives minus the profile's ``skip_directives``, plus its extras."""
         skip = [s.strip() for s in self.cluster.skip_directives if s.strip()]
@@ -150,6 +188,7 @@ class Scheduler:
             "url_host": self.cluster.url_host or "",
             "directives": [Raw(d) for d in self.header(plan)],
             "container": launch(plan, results_dir, submission),
+            "mn": self.multinode_context(plan),
         }
         context.update(self.template_context(plan))
         return render_template(self.template, context)
@@ -157,7 +196,7 @@ class Scheduler:
     def submit(self, script_path: str) -> str:
         """Submit a written script; returns the job id or raises :class:`SubmitError`."""
         argv = self.submit_argv(script_path)
-        result = self.transport.run(argv, timeout=120)
+        result = self.run(argv, timeout=120)
         out = result.stdout.strip()
         if result.returncode != 0:
             words = (result.stderr.strip() or out or "no output").splitlines()
@@ -182,7 +221,7 @@ class Scheduler:
         ids = list(dict.fromkeys(job_ids))
         for start in range(0, len(ids), self.status_batch_size):
             batch = ids[start:start + self.status_batch_size]
-            result = self.transport.run(self.status_argv(batch), timeout=60)
+            result = self.run(self.status_argv(batch), timeout=60)
             found.update(self.parse_status(result, batch))
         gone = [i for i in ids if i not in found]
         if gone:
@@ -193,7 +232,7 @@ class Scheduler:
 
     def cancel(self, job_id: str) -> None:
         argv = self.cancel_argv(job_id)
-        result = self.transport.run(argv, timeout=60)
+        result = self.run(argv, timeout=60)
         if result.returncode != 0 and not self.cancel_error_is_benign(result):
             words = (result.stderr.strip() or result.stdout.strip() or "no output")
             raise UserError(f"{argv[0]} exited {result.returncode}: {words.splitlines()[0]}")

@@ -87,6 +87,16 @@ class PBSScheduler(Scheduler):
         self._json = self.dialect == "pbspro"  # until qstat refuses -F json
 
 
+    # $PBS_NODEFILE has a line per CPU (Torque) or chunk: unique names, in order.
+    node_list_command: ClassVar[str] = "awk '!seen[$0]++' \"$PBS_NODEFILE\""
+
+    def node_launcher(self) -> str:
+        """Torque's ``pbsdsh -h`` and PBS Pro's ``pbs_tmrsh`` (pbsdsh there takes only a node
+        index) both start the task through the MOM, so ``qdel`` ends it on every node."""
+        if self.dialect == "pbspro":
+            return 'pbs_tmrsh "$1" /bin/bash "$2"'
+        return 'pbsdsh -h "$1" /bin/bash "$2"'
+
     def template_context(self, plan: Plan) -> dict[str, Any]:
         notes = [] if self._cpus(plan) else [CPU_NOTE.format(**CPU_DEFAULTS[self.dialect])]
         return {"dialect": "PBS Pro" if self.dialect == "pbspro" else "Torque", "notes": notes}
@@ -163,7 +173,7 @@ class PBSScheduler(Scheduler):
         if "json" in result.argv:
             jobs = self._json_jobs(result)
             if jobs is None:  # no JSON here: ask again, in text, this time and from now on
-                result = self.transport.run(self.status_argv(job_ids), timeout=60)
+                result = self.run(self.status_argv(job_ids), timeout=60)
         if jobs is None:
             _check_qstat(result)
             jobs = parse_qstat_text(result.stdout)

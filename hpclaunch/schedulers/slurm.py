@@ -45,6 +45,10 @@ class SlurmScheduler(Scheduler):
     directive_prefix: ClassVar[str] = "#SBATCH"
     # `sbatch --parsable` prints "<id>" or, on multi-cluster sites, "<id>;<cluster>".
     job_id_regexp: ClassVar[str] = r"(?P<job_id>[0-9]+)(?:;[A-Za-z0-9_.-]+)?"
+    node_list_command: ClassVar[str] = 'scontrol show hostnames "$SLURM_JOB_NODELIST"'
+    # --overlap: the other nodes' long-running steps must not block each other.
+    node_launch_command: ClassVar[str] = (
+        'srun --nodes=1 --ntasks=1 -w "$1" --overlap --kill-on-bad-exit=0 /bin/bash "$2"')
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -126,7 +130,7 @@ class SlurmScheduler(Scheduler):
         """One ``sacct`` call for jobs squeue forgot; the jobcomp file if accounting is off."""
         ids = ",".join(job_ids)
         if self._accounting:
-            result = self.transport.run(["sacct", "-P", "-n", "-X", "-j", ids, "-o",
+            result = self.run(["sacct", "-P", "-n", "-X", "-j", ids, "-o",
                                          SACCT_FIELDS], timeout=60)
             if result.returncode == 0:
                 return parse_sacct(result.stdout, job_ids)
@@ -135,7 +139,7 @@ class SlurmScheduler(Scheduler):
                             result.returncode, result.stderr.strip())
                 return {}
             self._accounting = False
-        result = self.transport.run(["sacct", "-c", "-P", "-n", "-X", "-j", ids, "-o",
+        result = self.run(["sacct", "-c", "-P", "-n", "-X", "-j", ids, "-o",
                                      SACCT_FIELDS], timeout=60)
         if result.returncode != 0:
             log.info("sacct -c exited %s: %s", result.returncode, result.stderr.strip())

@@ -16,8 +16,9 @@ Modules, in the order a start-up uses them: :mod:`~hpclaunch.standin.cli` (entry
 :mod:`~hpclaunch.standin.loading` (the progress lines while loading),
 :mod:`~hpclaunch.standin.failures` (what vLLM prints when it fails),
 :mod:`~hpclaunch.standin.simulation` (engine counters, replies),
-:mod:`~hpclaunch.standin.latency` (how long steps take under load) and
-:mod:`~hpclaunch.standin.server` (the HTTP routes).
+:mod:`~hpclaunch.standin.latency` (how long steps take under load),
+:mod:`~hpclaunch.standin.rendezvous` (multi-node roles: ranks meet the head over TCP, the
+Ray check) and :mod:`~hpclaunch.standin.server` (the HTTP routes).
 
 The very first line says it is a simulation, and it is still a parseable vLLM log line::
 
@@ -53,6 +54,9 @@ Knobs (environment):
     happen: checkpoint shards, torch.compile, CUDA graph capture (default 0: all at once).
 ``HPCLAUNCH_STANDIN_VLLM_VERSION``
     Flag snapshot to parse arguments with (default 0.33.0); the log format stays 0.33's.
+``HPCLAUNCH_JOIN_TIMEOUT``
+    Multi-node: seconds the head waits for every rank (or Ray for every GPU), and a rank for
+    the head, before failing with torch's/vLLM's words (default 300; the job script uses it).
 ``VLLM_API_KEY``, ``VLLM_LOG_STATS_INTERVAL`` (fractions allowed), ``VLLM_ALLOW_LONG_MAX_MODEL_LEN``
     As in vLLM.
 """

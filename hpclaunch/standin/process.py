@@ -19,6 +19,7 @@ from hpclaunch.standin.failures import Failures
 from hpclaunch.standin.loading import WEIGHTS_SHARE, LoadingLines
 from hpclaunch.standin.logwriter import Log
 from hpclaunch.standin.memory import _gib
+from hpclaunch.standin.rendezvous import Rendezvous, ray_holds, role_of
 from hpclaunch.standin.server import ROUTES, Server
 from hpclaunch.standin.settings import FAIL_MODES, VLLM_VERSION, Settings
 from hpclaunch.standin.simulation import Simulation
@@ -32,6 +33,9 @@ class StandIn(Simulation):
         super().__init__(settings, log)
         self.server: Server | None = None
         self.failures = Failures(self)
+        self.exit_code = 0
+        self.rendezvous = Rendezvous(role_of(settings.shown_args), log,
+                                     lambda: self.signalled or self.stop.is_set())
 
     def run(self) -> int:
         s, log, mem = self.s, self.log, self.mem
@@ -61,6 +65,9 @@ class StandIn(Simulation):
                 if exc.errno == errno.EADDRINUSE:
                     return self.failures.fail_port_in_use()
                 raise
+        code = self._join()
+        if code is not None:
+            return code
         model_path = os.path.expanduser(s.model)
         if s.fail == "model_missing" or (s.model.startswith(("/", "./", "../", "~"))
                                          and not os.path.isdir(model_path)):
@@ -76,13 +83,68 @@ class StandIn(Simulation):
         if code is not None:
             return code
         if s.headless:
-            log.info("APIServer", "serve.py:210",
-                     f"Launching {s.dp_local} data parallel engine(s) in headless mode, with "
-                     f"head node address {os.environ.get('VLLM_HOST_IP', '127.0.0.1')}.")
+            if self.rendezvous.role.what == "torch.distributed store":
+                log.info("APIServer", "serve.py:242",
+                         f"Launching vLLM (v{VLLM_VERSION}) headless multiproc executor, with "
+                         f"head node address {self.rendezvous.role.address} for "
+                         "torch.distributed process group.")
+            else:
+                log.info("APIServer", "serve.py:210",
+                         f"Launching {s.dp_local} data parallel engine(s) in headless mode, "
+                         f"with head node address {self.rendezvous.role.address or '127.0.0.1'}.")
             self.main_wait()
             log.info("APIServer", "serve.py:260", "Shutting down.")
-            return 0
-        return self._serve()
+            self.rendezvous.close()
+            return self.exit_code
+        code = self._serve()
+        self.rendezvous.close()
+        return code or self.exit_code
+
+    def _join(self) -> int | None:
+        """Multi-node: meet the other ranks (and Ray) before loading, as vLLM does."""
+        rdv, s = self.rendezvous, self.s
+        failed = rdv.start()
+        if failed is None and rdv.role.kind != "worker" \
+                and s.shown_args.get("distributed_executor_backend") == "ray":
+            failed = ray_holds(s.tp * s.pp * s.dp, self.log,
+                               lambda: self.signalled or self.stop.is_set())
+        if failed == "stopped":
+            return self._shutdown(serving=False)
+        if failed is not None:
+            return 1
+        if rdv.peers:
+            threading.Thread(target=self._watch_peers, name="peers", daemon=True).start()
+        return None
+
+    def _node_workers(self, workers: list[str]) -> list[str]:
+        """vLLM's own multi-node launch: each node holds its share of the TP x PP workers."""
+        nnodes = int(str(self.s.shown_args.get("nnodes") or 1))
+        if nnodes <= 1 or len(workers) % nnodes:
+            return workers
+        per = len(workers) // nnodes
+        rank = self.rendezvous.role.rank
+        return workers[rank * per:(rank + 1) * per]
+
+    def _watch_peers(self) -> None:
+        rdv = self.rendezvous
+        while not self.stop.is_set():
+            if rdv.lost.wait(0.2):
+                break
+        else:
+            return
+        if self.signalled or self.stop.is_set():
+            return
+        who = "the head node" if rdv.role.kind == "worker" else f"node rank {rdv.lost_rank}"
+        self.log.error("EngineCore_DP0", "multiproc_executor.py:561",
+                       f"RuntimeError: connection to {who} was lost "
+                       f"({rdv.role.what} {rdv.role.address}:{rdv.role.port}): a worker "
+                       "process died")
+        self.log.error("APIServer", "core_client.py:564",
+                       "EngineDeadError: EngineCore encountered an issue. See stack trace "
+                       "(above) for the root cause.")
+        self.exit_code = 1
+        self.dead.set()
+        self.stop.set()
 
     def _start_engines(self) -> int | None:
         s, log, mem = self.s, self.log, self.mem
@@ -101,7 +163,7 @@ class StandIn(Simulation):
                 f"enforce_eager={s.enforce_eager}, kv_cache_dtype={s.kv_cache_dtype}, "
                 f"served_model_name={s.served_names[0]}, "
                 f"enable_prefix_caching=True, enable_chunked_prefill=True"))
-            workers = self.workers(r)
+            workers = self._node_workers(self.workers(r))
             for w in workers:
                 log.info(w, "gpu_model_runner.py:3338", f"Starting to load model {s.model}...")
             if s.fail == "oom" or mem.weight_bytes_per_gpu > s.gpu.memory_bytes - GiB // 2:

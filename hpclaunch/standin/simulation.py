@@ -130,7 +130,9 @@ class Simulation:
         self.s = settings
         self.log = log
         self.mem = plan_memory(settings)
-        ranks = list(range(settings.dp_start, settings.dp_start + settings.dp_local))
+        # The head's API server fronts every engine, those of headless nodes included.
+        ranks = list(range(settings.dp)) if not settings.headless \
+            else list(range(settings.dp_start, settings.dp_start + settings.dp_local))
         latency = LatencyModel(settings.token_delay, settings.batch_saturation,
                                settings.prefill_delay)
         self.engines = Engines(ranks, self.mem.tokens, settings.max_num_seqs, latency)

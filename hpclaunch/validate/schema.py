@@ -248,6 +248,7 @@ class ClusterSpec(msgspec.Struct, kw_only=True, rename="kebab", forbid_unknown_f
     container: Any = None  # a mapping, checked as ContainerSpec under its own path
     hf_home: str | None = None
     offline: bool | None = None
+    scheduler_env: dict[str, Any] | None = None
 
 
 class ContainerSpec(msgspec.Struct, kw_only=True, rename="kebab", forbid_unknown_fields=True):

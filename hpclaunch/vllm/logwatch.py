@@ -614,6 +614,22 @@ def _pbs_kill(m: re.Match[str], _level: str | None) -> tuple[str, str]:
     )
 
 
+def _nodes_missing(m: re.Match[str], _level: str | None) -> tuple[str, str]:
+    return (
+        f"only {m[1]} of {m[2]} nodes joined the head's torch.distributed store in time",
+        "read the other nodes' logs (hpclaunch logs NAME --node N): each must start and reach "
+        "the head's IP and master port (firewall; NCCL_SOCKET_IFNAME/GLOO_SOCKET_IFNAME in the "
+        "profile's env)",
+    )
+
+
+def _ray_gpus(m: re.Match[str], _level: str | None) -> tuple[str, str]:
+    return (
+        "Ray does not hold the GPUs the layout needs (a node missing from the Ray cluster?)",
+        "read each node's Ray log (hpclaunch logs NAME --node N), or fix the layout's GPU count",
+    )
+
+
 def _engine_dead(m: re.Match[str], _level: str | None) -> tuple[str, str]:
     return (
         "the engine died while serving",
@@ -692,6 +708,11 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(58, "cuda_oom", ("out of memory", "OutOfMemory", "not enough GPU memory"),
           re.compile(r"CUDA out of memory|OutOfMemoryError|CUDA (?:driver )?error: out of memory"
                      r"|Failed to load model - not enough GPU memory"), _oom_any),
+    # Multi-node: a rank or a Ray node that never arrived.
+    _Rule(60, "nodes_missing", ("clients joined",),
+          re.compile(r"waiting for clients\. (\d+)/(\d+) clients joined"), _nodes_missing),
+    _Rule(61, "ray_gpus_missing", ("exceeds the total number of available GPUs",),
+          re.compile(r"exceeds the total number of available GPUs"), _ray_gpus),
     # The scheduler ended the job: a vLLM cause printed before that is the more useful one.
     _Rule(70, "killed_by_scheduler", ("oom_kill", "oom-kill"),
           re.compile(r"Detected (\d+) oom[-_]kill event"), _slurm_oom),

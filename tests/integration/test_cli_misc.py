@@ -22,7 +22,7 @@ def test_completion_script_and_dynamic_names(hpc: HPC) -> None:
     hpc("submit", "Qwen3-0.6B", "--preset", "single-gpu", "--simulate", "--name", "alpha")
     hpc("submit", "Qwen3-0.6B", "--preset", "single-gpu", "--simulate", "--name", "beta")
     assert complete(hpc, "hpclaunch stop al", 2) == ["alpha"]
-    assert complete(hpc, "hpclaunch submit m --preset dp4", 4) == ["dp4-throughput"]
+    assert complete(hpc, "hpclaunch submit m --preset dp4", 4) == ["dp4-2nodes", "dp4-throughput"]
 
 
 def test_help_has_examples(hpc: HPC) -> None:

@@ -62,7 +62,7 @@ GUIDE_PRESETS = {
 }
 NAME_SCHEME = re.compile(
     r"^(?:(?:vl|reasoning|awq|longctx|specdec)-)?(?:tp\d+)?(?:pp\d+)?(?:dp\d+)?"
-    r"(?:-(?:throughput|balanced|lowlatency|debug|memory)(?:-large)?)?$"
+    r"(?:-(?:throughput|balanced|lowlatency|debug|memory)(?:-large)?)?(?:-\d+nodes)?$"
     r"|^(?:rtx\d{4}|mistral7b-awq)-[a-z0-9-]+$|^single-gpu$"
 )
 
