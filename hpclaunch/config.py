@@ -105,6 +105,9 @@ class ClusterProfile:
     url_host: str | None = None
     simulate: bool = False
     vllm_version: str = "0.33.0"
+    # A fleet's router job (partition, time-limit, cpus, mem, python, port,
+    # health-check-interval), kebab-case keys as written; see hpclaunch.fleet.router.
+    router: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, name: str, data: Any, source: str) -> ClusterProfile:
@@ -127,6 +130,8 @@ class ClusterProfile:
             if rule is not None:
                 value = units.check(value, rule, f"{source}: {prefix}.{key}")
             kwargs[attr] = value
+        if "router" in kwargs:
+            kwargs["router"] = {key: value for _, key, value in schema.given(kwargs["router"])}
         for key, value in kwargs.get("env", {}).items():
             units.check(key, units.env_name, f"{source}: {prefix}.env")
             kwargs["env"][key] = units.check(value, units.env_value,

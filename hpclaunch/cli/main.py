@@ -61,6 +61,7 @@ LAZY_COMMANDS = {
     "export": "cli.eval", "env": "cli.eval", "eval": "cli.eval",
     "tunnel": "cli.ssh",
     "bench": "cli.bench",
+    "scale": "cli.fleet",
 }
 
 

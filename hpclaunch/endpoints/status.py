@@ -153,7 +153,8 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
     port = int(info.get("port") or rec.port or 0)
     log_path = str(info.get("log") or rec.log_path)
     node = str(info.get("node") or job.node or "")
-    report = read_log(transport, log_path) if log_path else None
+    # A fleet's router writes no vLLM log: its own API says whether it serves.
+    report = read_log(transport, log_path) if log_path and rec.role != "fleet" else None
     obs = Observation(STARTING, host=host, port=port, log_path=log_path, node=node,
                       report=report, job=job)
     failure = report.failure if report else None
@@ -188,7 +189,12 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
                           f"failed){_last_lines_hint(report)}")
         else:
             obs.state, obs.reason = ENDED, job.reason or "job finished"
+        said = transport.read_text(f"{rec.files}.reason") if obs.state == ENDED else None
+        if said and said.strip():  # the job's own word on why it stopped (idle stop)
+            obs.reason = said.strip().splitlines()[0][:200]
         return obs
+    if rec.role == "fleet":
+        return _observe_router(obs, transport, rec)
 
     if failure is not None and failure.code == "port_in_use":
         # The job retries on the next port by itself; only final once the job ends.
@@ -208,6 +214,30 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
             obs.reason = "log says ready but /health does not answer yet"
         return obs
     obs.reason = "vLLM is starting" if report and report.started else "job running, no log yet"
+    return obs
+
+
+def _observe_router(obs: Observation, transport: Transport, rec: Record) -> Observation:
+    """A fleet is READY while its router answers and routes to at least one healthy replica."""
+    if not (obs.host and obs.port):
+        obs.reason = "router job running, no endpoint file yet"
+        return obs
+    status, body = transport.http_get(obs.host, obs.port, "/workers", timeout=2.0)
+    if status != 200:
+        obs.reason = f"router on {obs.host}:{obs.port} does not answer yet"
+        if rec.state == READY:
+            obs.state = UNHEALTHY
+        return obs
+    try:
+        workers = json.loads(body).get("workers") or []
+        healthy = sum(1 for w in workers if isinstance(w, dict) and w.get("is_healthy"))
+    except (ValueError, AttributeError):
+        workers, healthy = [], 0
+    obs.extra["workers"] = workers
+    if healthy:
+        obs.state, obs.reason = READY, f"router routes to {healthy} healthy replica(s)"
+    else:
+        obs.reason = "router up; no healthy replica has joined yet"
     return obs
 
 

@@ -398,8 +398,9 @@ def ready_endpoints(*, refresh: bool = True) -> tuple[list[Endpoint], dict[str, 
 
         refresh_states(registry=registry)
     records = registry.load()
+    # A fleet is exported once, by its name (the router, the fleet key); not its replicas.
     ready = [Endpoint.from_record(r) for r in sorted(records.values(), key=lambda r: r.name)
-             if r.state == READY]
+             if r.state == READY and r.role != "replica"]
     return ready, records
 
 

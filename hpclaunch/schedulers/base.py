@@ -123,7 +123,8 @@ class Scheduler:
             lines.append(extra)
         return lines
 
-    def render(self, plan: Plan, results_dir: str, *, submission: str = "") -> str:
+    def render(self, plan: Plan, results_dir: str, *, submission: str = "",
+               extra: dict[str, Any] | None = None) -> str:
         from dataclasses import replace
 
         from hpclaunch.schedulers.render import Raw, render_template
@@ -144,8 +145,12 @@ class Scheduler:
             "setup": list(self.cluster.setup),
             "url_host": self.cluster.url_host or "",
             "directives": [Raw(d) for d in self.header(plan)],
+            # A fleet replica's side job (hpclaunch.fleet.agent): joins the router when
+            # the server is healthy, leaves it before the server stops, idle stop.
+            "agent": "", "agent_env": [],
         }
         context.update(self.template_context(plan))
+        context.update(extra or {})
         return render_template(self.template, context)
 
     def submit(self, script_path: str) -> str:
