@@ -40,7 +40,13 @@ except OSError as exc:
 
 
 def settings(profile: ClusterProfile) -> dict[str, Any]:
-    return dict(profile.router)
+    """The profile's ``router:`` settings; the Python that has vllm-router is this one
+    when jobs run on this machine's filesystem (as the stand-in's is), else ``python``."""
+    import sys
+
+    cfg = dict(profile.router)
+    cfg.setdefault("python", sys.executable if profile.host is None else profile.python)
+    return cfg
 
 
 def directives(profile: ClusterProfile, name: str, results_dir: str) -> list[str]:
@@ -75,7 +81,7 @@ def render(profile: ClusterProfile, name: str, files: str, results_dir: str) -> 
     cfg = settings(profile)
     return render_template("router.sh.j2", {
         "name": name, "files": files, "results_dir": results_dir,
-        "python": cfg.get("python", profile.python),
+        "python": cfg["python"],
         "port": int(cfg.get("port", DEFAULT_PORT)),
         "bind_host": profile.bind_host,
         "url_host": profile.url_host or "",
