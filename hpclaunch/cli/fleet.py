@@ -46,12 +46,16 @@ def submit_extras(request: Any, replicas: int | None, restart: bool,
     return submit_fleet(request, replicas, restart=restart, idle_stop_s=idle_s)
 
 
-def refresh_fleets(records: dict[str, Any]) -> dict[str, Any]:
-    """Replacements and ends that a refresh implies (see fleet.launch.reconcile)."""
+def refresh_fleets() -> dict[str, Any]:
+    """The registry after what a refresh implies: real end times of stopped Slurm jobs,
+    replacement replicas, fleets whose replicas all ended (fleet.launch.reconcile)."""
     from hpclaunch.fleet.launch import reconcile
+    from hpclaunch.fleet.view import backfill_finished
     from hpclaunch.registry import Registry
 
     registry = Registry()
+    backfill_finished(registry)
+    records = registry.load()
     if any(r.role == "fleet" and not r.final for r in records.values()):
         for note in reconcile(records, registry=registry):
             click.echo(f"hpclaunch: {note}", err=True)
@@ -83,9 +87,7 @@ def print_fleet_status(name: str) -> None:
     """The lines ``status NAME`` adds: GPU-hours, and a fleet's replicas."""
     from hpclaunch.fleet.launch import replicas_of
     from hpclaunch.fleet.view import fleet_gpu_hours, gpu_hours
-    from hpclaunch.registry import Registry
-
-    records = refresh_fleets(Registry().load())
+    records = refresh_fleets()
     rec = records[name]
     if rec.role != "fleet":
         click.echo(f"{'GPU-hours:':<12} {gpu_hours(rec):.3f}")

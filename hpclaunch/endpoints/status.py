@@ -59,6 +59,8 @@ class Observation:
     report: LogReport | None = None
     job: JobState | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
+    finished: float = 0.0
 
 
 def endpoint_file(rec: Record) -> str:
@@ -157,6 +159,8 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
     report = read_log(transport, log_path) if log_path and rec.role != "fleet" else None
     obs = Observation(STARTING, host=host, port=port, log_path=log_path, node=node,
                       report=report, job=job)
+    # GPU-hours: the scheduler's clock (the local scheduler's is ps on this machine).
+    obs.started = job.start
     failure = report.failure if report else None
 
     if job.left_queue:
@@ -189,6 +193,10 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
                           f"failed){_last_lines_hint(report)}")
         else:
             obs.state, obs.reason = ENDED, job.reason or "job finished"
+        obs.finished = job.end
+        if not obs.finished and obs.started:
+            st = transport.stat(exit_file(rec))
+            obs.finished = st.mtime if st is not None else 0.0
         said = transport.read_text(f"{rec.files}.reason") if obs.state == ENDED else None
         if said and said.strip():  # the job's own word on why it stopped (idle stop)
             obs.reason = said.strip().splitlines()[0][:200]
@@ -263,4 +271,8 @@ def apply(rec: Record, obs: Observation) -> dict[str, Any]:
             changes[key] = value
     if obs.state in (ENDED, FAILED) and not rec.ended:
         changes["ended"] = time.time()
+    if obs.started and not rec.started:
+        changes["started"] = obs.started
+    if obs.finished and not rec.finished:
+        changes["finished"] = obs.finished
     return changes

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from hpclaunch.registry import READY, Record
+from hpclaunch.errors import UserError
+from hpclaunch.registry import READY, Record, Registry
 
 
 def state_label(fleet: Record, records: dict[str, Record]) -> str:
@@ -30,3 +31,42 @@ def fleet_gpu_hours(fleet: Record, records: dict[str, Record]) -> float:
     from hpclaunch.fleet.launch import replicas_of
 
     return gpu_hours(fleet) + sum(gpu_hours(r) for r in replicas_of(fleet.name, records))
+
+
+def backfill_finished(registry: Registry) -> None:
+    """Ask the scheduler when stopped jobs really ended (one call per cluster).
+
+    ``hpclaunch stop`` records an endpoint ENDED the moment it cancels the job, before
+    the scheduler has an end time; final records are never refreshed, so GPU-hours
+    would count to the local clock's stop time. Slurm's squeue (or sacct, or its
+    job-completion file) then knows the real EndTime.
+    """
+    from hpclaunch.endpoints.lifecycle import load_profiles, profile_of
+    from hpclaunch.remote.connect import transport_for
+    from hpclaunch.schedulers import scheduler_for
+    from hpclaunch.schedulers.base import DONE
+
+    todo: dict[str, list[Record]] = {}
+    for rec in registry.load().values():
+        if rec.final and rec.started and not rec.finished and rec.job_id \
+                and rec.scheduler == "slurm":
+            todo.setdefault(rec.cluster, []).append(rec)
+    if not todo:
+        return
+    profiles = load_profiles()
+    for recs in todo.values():
+        try:
+            profile = profile_of(recs[0], profiles)
+            transport = transport_for(profile)
+        except UserError:
+            continue  # shown with the local clock's end; asked again next time
+        try:
+            states = scheduler_for(profile, transport).states([r.job_id for r in recs])
+        except UserError:
+            continue
+        finally:
+            transport.close()
+        for rec in recs:
+            job = states.get(rec.job_id)
+            if job is not None and job.state == DONE and job.end:
+                registry.update(rec.name, finished=job.end)

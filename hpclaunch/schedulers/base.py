@@ -41,6 +41,10 @@ class JobState:
     exit_code: int | None = None
     node: str = ""
     native_state: str = ""
+    # When the job started and stopped running, by the scheduler's clock (epoch seconds;
+    # 0 when it does not say): GPU-hours are counted from these.
+    start: float = 0.0
+    end: float = 0.0
 
     @property
     def left_queue(self) -> bool:

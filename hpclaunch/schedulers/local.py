@@ -7,6 +7,7 @@ everything it started.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, ClassVar
 
 from hpclaunch.schedulers.base import MISSING, RUNNING, JobState, Scheduler
@@ -40,7 +41,7 @@ class LocalScheduler(Scheduler):
         return ["bash", "-c", _CANCEL, job_id]
 
     def status_argv(self, job_ids: list[str]) -> list[str]:
-        return ["ps", "-o", "pid=,stat=", "-p", ",".join(job_ids)]
+        return ["ps", "-o", "pid=,stat=,etimes=", "-p", ",".join(job_ids)]
 
     def parse_status(self, result: Result, job_ids: list[str]) -> dict[str, JobState]:
         states: dict[str, JobState] = {}
@@ -49,8 +50,11 @@ class LocalScheduler(Scheduler):
             if len(parts) < 2 or parts[0] not in job_ids:
                 continue
             # A zombie has exited; its exit status is in the job's own exit file.
+            # The job's start by this machine's clock (ps's elapsed seconds), for GPU-hours.
+            start = time.time() - int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0.0
             if parts[1].startswith("Z"):
                 states[parts[0]] = JobState(MISSING, native_state=parts[1])
             else:
-                states[parts[0]] = JobState(RUNNING, node="localhost", native_state=parts[1])
+                states[parts[0]] = JobState(RUNNING, node="localhost", native_state=parts[1],
+                                            start=start)
         return states
