@@ -81,6 +81,16 @@ def router_base(path: str) -> tuple[str, str]:
         return "", ""
 
 
+def human(seconds: float) -> str:
+    """``1800`` -> ``30m``, ``5400`` -> ``1h30m``, ``4`` -> ``4s``: as --idle-stop is written."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
+             f"{secs}s" if secs else ""]
+    return "".join(parts) or "0s"
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -156,8 +166,7 @@ class Agent:
                 time.sleep(self.poll)
         self.leave()
         if why == "idle":
-            minutes = self.idle_s / 60
-            reason = f"idle stop: no requests for {minutes:g} min"
+            reason = f"idle stop: no requests for {human(self.idle_s)}"
             log(reason)
             if self.reason_file:
                 with open(self.reason_file, "w") as fh:
