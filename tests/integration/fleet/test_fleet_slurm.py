@@ -1,0 +1,67 @@
+"""A fleet on the real single-node Slurm: a router CPU job and stand-in replica jobs.
+
+Small on purpose (other agents share this Slurm): two 1-GPU replicas and a 1-CPU router
+job, all cancelled at the end.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import HPC, PARTITION
+from tests.integration.fleet.test_fleet_local import Load, fleet_row, post_chat, until
+
+pytestmark = pytest.mark.slurm
+
+
+def scontrol(job_id: str) -> dict[str, str]:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                         text=True, check=True).stdout
+    return dict(item.split("=", 1) for item in out.split() if "=" in item)
+
+
+def test_two_replicas_on_slurm_answer_by_one_name_and_count_gpu_hours(slurm_hpc: HPC):
+    hpc = slurm_hpc
+    with (hpc.config_dir / "clusters.yaml").open("a") as fh:
+        fh.write(f"    router:\n      partition: {PARTITION}\n      time-limit: '00:10:00'\n"
+                 "      health-check-interval: 1\n")
+    hpc("submit", "Qwen3-0.6B", "--preset", "single-gpu", "--name", "sf", "--replicas", "2")
+    hpc("wait", "sf", "--timeout", "90")
+    until(lambda: "READY 2/2" in fleet_row(hpc, "sf"), 60, "both replicas READY")
+    reg = hpc.registry()
+    fleet, r0, r1 = reg["sf"], reg["sf.r0"], reg["sf.r1"]
+    router_job = scontrol(fleet["job_id"])
+    assert router_job["JobName"] == "hpcl-sf-router"
+    assert "gpu" not in router_job.get("TresPerNode", "")  # the router holds no GPU
+    assert scontrol(r0["job_id"])["TresPerNode"] == "gres:gpu:1"
+    url, key = f"http://{fleet['host']}:{fleet['port']}/v1", fleet["api_key"]
+    assert "You said" in hpc("chat", "sf", "hello").stdout
+    assert post_chat(url, "", "sf") == 401 and post_chat(url, "nope", "sf") == 401
+
+    load = Load(url, key, "sf", count=30, rate=6)
+    load.start()
+    time.sleep(1.0)
+    subprocess.run(["scancel", "--signal=KILL", "--full", r1["job_id"]], check=True)
+    load.join(timeout=60)
+    print(f"{len(load.codes)} requests through a replica killed -9, {load.failed} failed")
+    assert len(load.codes) == 30 and load.failed == 0, load.codes
+    until(lambda: "READY 1/2" in fleet_row(hpc, "sf"), 30, "the fleet to show 1 of 2")
+
+    hpc("stop", "sf")
+    time.sleep(1)
+    hpc("endpoints", "--usage")  # asks Slurm for the real end times of what stop cancelled
+    r0 = hpc.registry()["sf.r0"]
+    job = scontrol(r0["job_id"])
+    start = time.mktime(time.strptime(job["StartTime"], "%Y-%m-%dT%H:%M:%S"))
+    end = time.mktime(time.strptime(job["EndTime"], "%Y-%m-%dT%H:%M:%S"))
+    assert (r0["started"], r0["finished"]) == (start, end)
+    usage = hpc("endpoints", "--usage").stdout
+    row = next(line for line in usage.splitlines() if line.startswith("sf "))
+    hours = float(row.split()[-1])
+    assert hours > 0 and hours == pytest.approx(
+        sum(hpc.registry()[n]["gpus"] * (hpc.registry()[n]["finished"] or
+            hpc.registry()[n]["ended"]) / 3600 - hpc.registry()[n]["gpus"] *
+            hpc.registry()[n]["started"] / 3600 for n in ("sf.r0", "sf.r1")), abs=2e-3)
