@@ -82,6 +82,8 @@ class Record:
     gpus: int = 0  # GPUs the job holds, for GPU-hours
     started: float = 0.0  # when the job started running, by the scheduler's clock
     finished: float = 0.0  # when it stopped running, by the scheduler's clock
+    ready_at: float = 0.0  # first seen READY: startup time = ready_at - started
+    successor: str = ""  # a relayed replica's successor (walltime relay)
 
     @property
     def url(self) -> str:

@@ -60,13 +60,14 @@ Examples:
 @click.option("--replicas", type=int, help="A fleet: K replicas behind vllm-router, one name.")
 @click.option("--replicas-restart", is_flag=True, help="Replace fleet replicas that fail.")
 @click.option("--idle-stop", metavar="DURATION", help="Stop after no requests for this long (30m).")
+@click.option("--relay", is_flag=True, help="Slurm: a successor takes over before the time limit.")
 def submit(model: str, preset: str, name: str | None, cluster: str | None,
            scheduler: str | None, pbs_dialect: str | None, sets: tuple[str, ...],
            vllm_args: str, envs: tuple[str, ...], gpus_per_node: int | None,
            gpu_model: str | None,
            simulate: bool | None, dry_run: bool, wait_ready: bool, timeout: float,
            as_json: bool, export_after: bool, replicas: int | None, replicas_restart: bool,
-           idle_stop: str | None) -> None:
+           idle_stop: str | None, relay: bool) -> None:
     """Render a vLLM job for MODEL with a preset and submit it.
 
     MODEL is a catalog alias (Qwen3-VL-2B), a Hugging Face id (Qwen/Qwen3-8B) or a
@@ -83,7 +84,8 @@ def submit(model: str, preset: str, name: str | None, cluster: str | None,
         simulate=simulate, gpus_per_node=gpus_per_node, gpu=gpu_model)
     from hpclaunch.cli.fleet import submit_extras
 
-    rec = None if dry_run else submit_extras(request, replicas, replicas_restart, idle_stop)
+    rec = None if dry_run else submit_extras(request, replicas, replicas_restart, idle_stop,
+                                                  relay)
     if rec is None:
         result = api.submit(request, dry_run=dry_run)
         for warning in result.warnings:

@@ -25,9 +25,15 @@ def parse_duration(text: str, what: str) -> int:
 
 
 def submit_extras(request: Any, replicas: int | None, restart: bool,
-                  idle_stop: str | None) -> Any:
-    """Submit a fleet (``--replicas``), or one endpoint with an idle stop; None otherwise."""
+                  idle_stop: str | None, relay: bool = False) -> Any:
+    """Submit a fleet (``--replicas``), or one endpoint with an idle stop; None otherwise.
+
+    ``--relay`` without ``--replicas`` is a fleet of one: the relay needs the router so
+    that the name stays while jobs change underneath it.
+    """
     idle_s = parse_duration(idle_stop, "--idle-stop") if idle_stop else 0
+    if relay and replicas is None:
+        replicas = 1
     if replicas is None:
         if restart:
             raise UserError("--replicas-restart needs --replicas K")
@@ -43,7 +49,7 @@ def submit_extras(request: Any, replicas: int | None, restart: bool,
         raise UserError("--replicas needs --name: the fleet's name is what clients ask for")
     from hpclaunch.fleet.launch import submit_fleet
 
-    return submit_fleet(request, replicas, restart=restart, idle_stop_s=idle_s)
+    return submit_fleet(request, replicas, restart=restart, idle_stop_s=idle_s, relay=relay)
 
 
 def refresh_fleets() -> dict[str, Any]:

@@ -271,6 +271,8 @@ def apply(rec: Record, obs: Observation) -> dict[str, Any]:
             changes[key] = value
     if obs.state in (ENDED, FAILED) and not rec.ended:
         changes["ended"] = time.time()
+    if obs.state == READY and not rec.ready_at:
+        changes["ready_at"] = time.time()
     if obs.started and not rec.started:
         changes["started"] = obs.started
     if obs.finished and not rec.finished:

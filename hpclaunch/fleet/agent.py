@@ -15,6 +15,9 @@ daemon anywhere else to keep the router's list right.
 - On SIGTERM (the job script's trap) or when the server died: ``POST
   /remove_worker``, then waits until vLLM's running+waiting gauges are 0 (bounded
   by ``HPC_DRAIN_S``) so in-flight requests finish, then exits.
+- Walltime relay: on SIGUSR1 (Slurm's ``--signal=B:USR1@LEAD`` through the job's
+  trap) it first waits, up to ``HPC_RELAY_WAIT_S``, until the router has another
+  healthy worker (the successor), so that the name never points at nothing.
 - Idle stop: when ``HPC_IDLE_STOP_S`` > 0 and vLLM's request counters in
   ``/metrics`` have not moved for that long, writes the reason file, leaves,
   drains and sends SIGTERM to the server.
@@ -35,11 +38,17 @@ import urllib.request
 _SAMPLE = re.compile(r"^(vllm:(?:request_success_total|num_requests_running|"
                      r"num_requests_waiting))(?:\{[^}]*\})?\s+([-+0-9.eE]+)", re.M)
 _stop = False
+_relay = False
 
 
 def _on_term(_signum: int, _frame: object) -> None:
     global _stop
     _stop = True
+
+
+def _on_relay(_signum: int, _frame: object) -> None:
+    global _stop, _relay
+    _stop = _relay = True
 
 
 def log(message: str) -> None:
@@ -111,6 +120,7 @@ class Agent:
         self.idle_s = float(env.get("HPC_IDLE_STOP_S") or 0)
         self.drain_s = float(env.get("HPC_DRAIN_S") or 30)
         self.poll = float(env.get("HPC_POLL_S") or 1)
+        self.relay_wait_s = float(env.get("HPC_RELAY_WAIT_S") or 0)
         self.key = env.get("VLLM_API_KEY", "")
         self.router = ""
         self.joined_to = ""
@@ -145,7 +155,21 @@ class Agent:
                 return "idle"
         return ""
 
+    def others_healthy(self) -> int:
+        status, body = http("GET", f"{self.router}/workers", self.key)
+        try:
+            workers = json.loads(body).get("workers") or [] if status == 200 else []
+        except (ValueError, AttributeError):
+            return 0
+        return sum(1 for w in workers if isinstance(w, dict) and w.get("is_healthy")
+                   and w.get("url") != self.worker)
+
     def leave(self) -> None:
+        if self.router and _relay:
+            deadline = time.monotonic() + self.relay_wait_s
+            while not self.others_healthy() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            log(f"relay: {self.others_healthy()} other healthy worker(s) at the router")
         if self.router:
             status, body = http("POST", f"{self.router}/remove_worker?url="
                                 f"{urllib.parse.quote(self.worker, safe='')}", self.key)
@@ -178,6 +202,7 @@ class Agent:
 def main() -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
+    signal.signal(signal.SIGUSR1, _on_relay)
     return Agent(dict(os.environ)).run()
 
 

@@ -26,7 +26,7 @@ from hpclaunch.endpoints.lifecycle import load_profiles, profile_of
 from hpclaunch.endpoints.lifecycle import stop as stop_one
 from hpclaunch.errors import UserError
 from hpclaunch.fleet import router
-from hpclaunch.registry import FAILED, Record, Registry
+from hpclaunch.registry import FAILED, READY, STARTING, Record, Registry
 from hpclaunch.request import SubmitRequest
 
 DRAIN_S = 30  # how long a leaving replica waits for its in-flight requests
@@ -52,7 +52,8 @@ def _index(replica: str) -> int:
 
 
 def submit_fleet(request: SubmitRequest, replicas: int, *, restart: bool = False,
-                 idle_stop_s: int = 0, registry: Registry | None = None) -> Record:
+                 idle_stop_s: int = 0, relay: bool = False,
+                 registry: Registry | None = None) -> Record:
     """Queue the router job, then ``replicas`` replica jobs; the fleet record is returned.
 
     Reserve first, as a single submit does: the fleet name is claimed before any
@@ -70,7 +71,15 @@ def submit_fleet(request: SubmitRequest, replicas: int, *, restart: bool = False
                              request.pbs_dialect)
     router.directives(profile, plan.name, "/")  # an unsupported scheduler fails here
     spec = {key: getattr(request, key) for key in SPEC_KEYS}
-    spec.update(cluster=profile.name, restart=restart, idle_stop_s=idle_stop_s)
+    spec.update(cluster=profile.name, restart=restart, idle_stop_s=idle_stop_s, relay=relay)
+    if relay:
+        from hpclaunch.fleet.relay import slurm_seconds
+
+        if profile.scheduler != "slurm":
+            raise UserError(f"--relay hands over before a Slurm time limit; cluster "
+                            f"{profile.name!r} uses {profile.scheduler}")
+        spec["time_limit_s"] = slurm_seconds(plan.resources.get("time-limit")
+                                             or profile.time_limit)
     transport = transport_for(profile)
     try:
         results_dir = transport.expanduser(default_results_dir(profile))
@@ -105,21 +114,36 @@ def submit_fleet(request: SubmitRequest, replicas: int, *, restart: bool = False
             raise
     finally:
         transport.close()
-    add_replicas(done, replicas, registry=registry)
+    first = add_replicas(done, replicas, registry=registry)
+    if relay:  # the first handovers are in Slurm's queue before anyone looks again
+        for replica in first:
+            add_replicas(done, 1, registry=registry, predecessor=replica)
     return registry.get(fleet.name)
 
 
-def add_replicas(fleet: Record, count: int, *, registry: Registry) -> list[Record]:
-    """Queue ``count`` more replicas of ``fleet``; each joins the router when READY."""
+def add_replicas(fleet: Record, count: int, *, registry: Registry,
+                 predecessor: Record | None = None) -> list[Record]:
+    """Queue ``count`` more replicas of ``fleet``; each joins the router when READY.
+
+    With ``predecessor``, the one new replica is its walltime-relay successor.
+    """
     spec = dict(fleet.spec)
     request = SubmitRequest(**{key: spec[key] for key in SPEC_KEYS if key in spec})
-    extras = {"agent": agent_source(), "agent_env": [
-        ("HPC_ROUTER_FILE", f"{fleet.files}.endpoint.json"),
-        ("HPC_IDLE_STOP_S", int(spec.get("idle_stop_s") or 0)),
-        ("HPC_DRAIN_S", DRAIN_S),
-    ]}
-    start = 1 + max((_index(r.name) for r in replicas_of(fleet.name, registry.load())),
-                    default=-1)
+    env: list[tuple[str, Any]] = [("HPC_ROUTER_FILE", f"{fleet.files}.endpoint.json"),
+                                  ("HPC_IDLE_STOP_S", int(spec.get("idle_stop_s") or 0))]
+    extras: dict[str, Any] = {"agent": agent_source(), "agent_env": env}
+    reps = replicas_of(fleet.name, registry.load())
+    if spec.get("relay"):
+        from hpclaunch.fleet import relay
+
+        limit, startup = int(spec["time_limit_s"]), relay.startup_s(reps)
+        lead = relay.lead_s(limit, startup)
+        extras["more_directives"] = relay.directives(
+            limit, lead, startup, predecessor.job_id if predecessor else "")
+        env += [("HPC_RELAY_WAIT_S", lead // 2), ("HPC_DRAIN_S", max(5, lead // 3))]
+    else:
+        env.append(("HPC_DRAIN_S", DRAIN_S))
+    start = 1 + max((_index(r.name) for r in reps), default=-1)
     queued = []
     for i in range(start, start + count):
         one = replace(request, name=f"{fleet.name}.r{i}", served_name=fleet.name)
@@ -127,6 +151,8 @@ def add_replicas(fleet: Record, count: int, *, registry: Registry) -> list[Recor
                             record_fields={"role": "replica", "fleet": fleet.name})
         assert result.record is not None
         queued.append(result.record)
+        if predecessor is not None:
+            registry.update(predecessor.name, successor=result.record.name)
     return queued
 
 
@@ -208,6 +234,13 @@ def reconcile(records: dict[str, Record], *, registry: Registry) -> list[str]:
         ended = [r for r in reps if r.final]
         idle = [r for r in ended if r.reason.startswith("idle stop")]
         missing = fleet.replicas - len(live)
+        if fleet.spec.get("relay"):
+            for rep in live:
+                nxt = records.get(rep.successor) if rep.successor else None
+                if rep.state in (READY, STARTING) and (nxt is None or nxt.final):
+                    added = add_replicas(fleet, 1, registry=registry, predecessor=rep)
+                    notes.append(f"{fleet.name}: relay successor {added[0].name} of "
+                                 f"{rep.name} queued")
         if fleet.spec.get("restart") and missing > 0 and len(idle) < len(ended):
             added = add_replicas(fleet, missing, registry=registry)
             notes.append(f"{fleet.name}: queued {len(added)} replacement replica(s) "

@@ -155,6 +155,8 @@ class Scheduler:
         }
         context.update(self.template_context(plan))
         context.update(extra or {})
+        # A fleet's replica adds its own directive lines (relay: --signal, --dependency).
+        context["directives"] += [Raw(d) for d in context.pop("more_directives", [])]
         return render_template(self.template, context)
 
     def submit(self, script_path: str) -> str:
