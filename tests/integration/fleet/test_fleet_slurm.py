@@ -65,3 +65,30 @@ def test_two_replicas_on_slurm_answer_by_one_name_and_count_gpu_hours(slurm_hpc:
         sum(hpc.registry()[n]["gpus"] * (hpc.registry()[n]["finished"] or
             hpc.registry()[n]["ended"]) / 3600 - hpc.registry()[n]["gpus"] *
             hpc.registry()[n]["started"] / 3600 for n in ("sf.r0", "sf.r1")), abs=2e-3)
+
+
+def test_walltime_relay_hands_over_under_load_with_no_failed_request(slurm_hpc: HPC):
+    """A 1-minute limit (Slurm's least): successors queued by dependency take over."""
+    hpc = slurm_hpc
+    with (hpc.config_dir / "clusters.yaml").open("a") as fh:
+        fh.write(f"    router:\n      partition: {PARTITION}\n      time-limit: '00:05:00'\n"
+                 "      health-check-interval: 1\n")
+    hpc("submit", "Qwen3-0.6B", "--preset", "single-gpu", "--name", "rf", "--relay",
+        "--set", "time-limit=1")
+    hpc("wait", "rf", "--timeout", "90")
+    fleet = hpc.registry()["rf"]
+    load = Load(f"http://{fleet['host']}:{fleet['port']}/v1", fleet["api_key"], "rf",
+                count=120, rate=4)
+    load.start()
+    handed: list[str] = []
+    while load.is_alive():
+        hpc("endpoints")  # a refresh queues the successor of each running replica
+        handed = [n for n, r in hpc.registry().items()
+                  if r["reason"].startswith("walltime relay")]
+        time.sleep(4)
+    load.join()
+    print(f"{len(load.codes)} requests, {load.failed} failed, across {len(handed)} "
+          f"handover(s): {sorted(handed)}")
+    assert len(load.codes) == 120 and load.failed == 0, load.codes
+    assert handed, "no replica handed over"
+    hpc("stop", "rf")
