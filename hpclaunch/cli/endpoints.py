@@ -84,8 +84,10 @@ def submit(model: str, preset: str, name: str | None, cluster: str | None,
         simulate=simulate, gpus_per_node=gpus_per_node, gpu=gpu_model)
     from hpclaunch.cli.fleet import submit_extras
 
-    rec = None if dry_run else submit_extras(request, replicas, replicas_restart, idle_stop,
-                                                  relay)
+    rec = submit_extras(request, replicas, replicas_restart, idle_stop, relay, dry_run)
+    if isinstance(rec, str):  # a dry run of a fleet or an idle stop
+        click.echo(rec, nl=False)
+        return
     if rec is None:
         result = api.submit(request, dry_run=dry_run)
         for warning in result.warnings:

@@ -25,8 +25,9 @@ def parse_duration(text: str, what: str) -> int:
 
 
 def submit_extras(request: Any, replicas: int | None, restart: bool,
-                  idle_stop: str | None, relay: bool = False) -> Any:
-    """Submit a fleet (``--replicas``), or one endpoint with an idle stop; None otherwise.
+                  idle_stop: str | None, relay: bool = False, dry_run: bool = False) -> Any:
+    """Submit a fleet (``--replicas``), or one endpoint with an idle stop; None otherwise
+    (a dry run of those: the scripts, as text).
 
     ``--relay`` without ``--replicas`` is a fleet of one: the relay needs the router so
     that the name stays while jobs change underneath it.
@@ -42,12 +43,16 @@ def submit_extras(request: Any, replicas: int | None, restart: bool,
         from hpclaunch.endpoints.launch import submit
         from hpclaunch.fleet.launch import agent_source
 
-        result = submit(request, job_extras={"agent": agent_source(), "agent_env": [
-            ("HPC_ROUTER_FILE", ""), ("HPC_IDLE_STOP_S", idle_s)]})
-        return result.record
+        result = submit(request, dry_run=dry_run, job_extras={
+            "agent": agent_source(), "agent_env": [("HPC_ROUTER_FILE", ""),
+                                                   ("HPC_IDLE_STOP_S", idle_s)]})
+        return result.script if dry_run else result.record
     if request.name is None:
         raise UserError("--replicas needs --name: the fleet's name is what clients ask for")
-    from hpclaunch.fleet.launch import submit_fleet
+    from hpclaunch.fleet.launch import preview, submit_fleet
+
+    if dry_run:
+        return preview(request, replicas, idle_stop_s=idle_s, relay=relay)
 
     return submit_fleet(request, replicas, restart=restart, idle_stop_s=idle_s, relay=relay)
 

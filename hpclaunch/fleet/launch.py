@@ -121,6 +121,38 @@ def submit_fleet(request: SubmitRequest, replicas: int, *, restart: bool = False
     return registry.get(fleet.name)
 
 
+def preview(request: SubmitRequest, replicas: int, *, idle_stop_s: int = 0,
+            relay: bool = False) -> str:
+    """``submit --replicas K --dry-run``: the router's job script and the first replica's,
+    rendered as they would be queued (file names show a placeholder submission id)."""
+    from hpclaunch.config import get_cluster
+
+    plan = build_plan(request)
+    profile = with_scheduler(get_cluster(request.cluster), request.scheduler,
+                             request.pbs_dialect)
+    results_dir = default_results_dir(profile)
+    fleet = Record(name=plan.name, model=plan.model, model_id=plan.model_id,
+                   served_model_name=plan.name, preset=plan.preset, cluster=profile.name,
+                   scheduler=profile.scheduler, results_dir=results_dir, role="fleet",
+                   replicas=replicas, submission="SUBMISSION",
+                   spec={"idle_stop_s": idle_stop_s, "relay": relay})
+    env: list[tuple[str, Any]] = [("HPC_ROUTER_FILE", f"{fleet.files}.endpoint.json"),
+                                  ("HPC_IDLE_STOP_S", idle_stop_s), ("HPC_DRAIN_S", DRAIN_S)]
+    extras: dict[str, Any] = {"agent": agent_source(), "agent_env": env}
+    if relay:
+        from hpclaunch.fleet import relay as relays
+
+        limit = relays.slurm_seconds(plan.resources.get("time-limit") or profile.time_limit)
+        lead = relays.lead_s(limit, relays.DEFAULT_STARTUP_S)
+        extras["more_directives"] = relays.directives(limit, lead, relays.DEFAULT_STARTUP_S, "")
+    router_script = router.render(profile, fleet.name, f"{fleet.name}.SUBMISSION",
+                                  results_dir)
+    one = replace(request, name=f"{fleet.name}.r0", served_name=fleet.name)
+    replica = submit_one(one, dry_run=True, job_extras=extras).script
+    return (f"# ---- the router job ----\n{router_script}\n"
+            f"# ---- replica 1 of {replicas} (each the same but its name) ----\n{replica}")
+
+
 def add_replicas(fleet: Record, count: int, *, registry: Registry,
                  predecessor: Record | None = None) -> list[Record]:
     """Queue ``count`` more replicas of ``fleet``; each joins the router when READY.
