@@ -347,11 +347,11 @@ def stop(names: tuple[str, ...]) -> None:
 @click.argument("names", nargs=-1, required=True, shell_complete=complete_names)
 def rm(names: tuple[str, ...]) -> None:
     """Forget ended endpoints NAMES (their files in the results dir stay)."""
-    from hpclaunch import api
+    from hpclaunch.cli.fleet import remove_any
 
     for name in names:
-        api.remove(name)
-        click.echo(f"removed {name}")
+        for removed in remove_any(name):  # a fleet: its ended replicas too
+            click.echo(f"removed {removed}")
 
 
 @cli.command()

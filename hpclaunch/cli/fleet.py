@@ -94,6 +94,23 @@ def stop_any(name: str) -> list[Any]:
     return [api.stop(name)]
 
 
+def remove_any(name: str) -> list[str]:
+    """``rm NAME``: an ended endpoint, or an ended fleet with its ended replicas."""
+    from hpclaunch import api
+    from hpclaunch.fleet.launch import replicas_of
+    from hpclaunch.registry import Registry
+
+    registry = Registry()
+    rec = api.remove(name, registry=registry)
+    gone = [rec.name]
+    if rec.role == "fleet":
+        for replica in replicas_of(name, registry.load()):
+            if replica.final:
+                api.remove(replica.name, registry=registry)
+                gone.append(replica.name)
+    return gone
+
+
 def print_fleet_status(name: str) -> None:
     """The lines ``status NAME`` adds: GPU-hours, and a fleet's replicas."""
     from hpclaunch.fleet.launch import replicas_of

@@ -175,6 +175,7 @@ class Agent:
                                 f"{urllib.parse.quote(self.worker, safe='')}", self.key)
             log(f"left {self.router} ({status} {body[:100]})")
             self.router = ""
+            time.sleep(0.5)  # a request the router sent just before is counted by now
         deadline = time.monotonic() + self.drain_s
         while alive(self.pid) and time.monotonic() < deadline:
             status, text = http("GET", f"{self.local}/metrics", timeout=2.0)

@@ -101,8 +101,9 @@ def test_fleet_one_name_one_key_survives_a_replica_killed_hard_and_replaces_it(h
     # The router's own key check: no key, a wrong key, a replica's... all one key.
     assert post_chat(url, "", "fl") == 401
     assert post_chat(url, "wrong", "fl") == 401
-    assert {w["url"] for w in workers(ROUTER_PORT)} == {
-        f"http://127.0.0.1:{r0['port']}", f"http://127.0.0.1:{r1['port']}"}
+    both = {f"http://127.0.0.1:{r0['port']}", f"http://127.0.0.1:{r1['port']}"}
+    # A replica's agent joins within a poll (1 s) of its server answering /health.
+    until(lambda: {w["url"] for w in workers(ROUTER_PORT)} == both, 10, "both to join")
     status = hpc("status", "fl").stdout
     assert "fl.r0" in status and "fl.r1" in status and "READY 2/2" in status
 
@@ -137,6 +138,9 @@ def test_fleet_one_name_one_key_survives_a_replica_killed_hard_and_replaces_it(h
     assert post_chat(url, key, "fl", timeout=3) == 0  # the router is gone too
     usage = hpc("endpoints", "--usage").stdout
     assert "fl" in usage and "fleet" in usage
+    removed = hpc("rm", "fl").stdout.split()
+    assert {"fl", "fl.r0", "fl.r1", "fl.r2"} <= set(removed)
+    assert not [n for n in hpc.registry() if n == "fl" or n.startswith("fl.")]
 
 
 def test_idle_stop_ends_an_endpoint_and_a_fleet_with_that_reason(hpc: HPC):

@@ -58,14 +58,12 @@ def test_two_replicas_on_slurm_answer_by_one_name_and_count_gpu_hours(slurm_hpc:
     start = time.mktime(time.strptime(job["StartTime"], "%Y-%m-%dT%H:%M:%S"))
     end = time.mktime(time.strptime(job["EndTime"], "%Y-%m-%dT%H:%M:%S"))
     assert (r0["started"], r0["finished"]) == (start, end)
+    reg = hpc.registry()
+    expected = sum(reg[n]["gpus"] * ((reg[n]["finished"] or reg[n]["ended"]) - reg[n]["started"])
+                   for n in ("sf.r0", "sf.r1")) / 3600
     usage = hpc("endpoints", "--usage").stdout
     row = next(line for line in usage.splitlines() if line.startswith("sf "))
-    hours = float(row.split()[-1])
-    assert hours > 0 and hours == pytest.approx(
-        sum(hpc.registry()[n]["gpus"] * (hpc.registry()[n]["finished"] or
-            hpc.registry()[n]["ended"]) / 3600 - hpc.registry()[n]["gpus"] *
-            hpc.registry()[n]["started"] / 3600 for n in ("sf.r0", "sf.r1")), abs=2e-3)
-
+    assert float(row.split()[-1]) == pytest.approx(expected, abs=1e-3) and expected > 0
 
 def test_walltime_relay_hands_over_under_load_with_no_failed_request(slurm_hpc: HPC):
     """A 1-minute limit (Slurm's least): successors queued by dependency take over."""
