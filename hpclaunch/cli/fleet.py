@@ -111,6 +111,20 @@ def remove_any(name: str) -> list[str]:
     return gone
 
 
+def gpus_held(name: str) -> int:
+    """GPUs an endpoint holds now: its own, or a fleet's live replicas' (the router none)."""
+    from hpclaunch.fleet.launch import replicas_of
+    from hpclaunch.registry import Registry
+
+    records = Registry().load()
+    rec = records.get(name)
+    if rec is None:
+        return 0
+    if rec.role == "fleet":
+        return sum(r.gpus for r in replicas_of(name, records) if not r.final)
+    return rec.gpus
+
+
 def print_fleet_status(name: str) -> None:
     """The lines ``status NAME`` adds: GPU-hours, and a fleet's replicas."""
     from hpclaunch.fleet.launch import replicas_of

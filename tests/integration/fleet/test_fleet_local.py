@@ -15,7 +15,10 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 from tests.conftest import HPC
+from tests.integration.eval.test_eval import vf  # noqa: F401 - the fixture
 
 MODEL = "Qwen3-0.6B"
 ROUTER_PORT = 31500 + os.getpid() % 400
@@ -165,3 +168,25 @@ def test_idle_stop_ends_an_endpoint_and_a_fleet_with_that_reason(hpc: HPC):
     fleet = until(lambda: ended("fi"), 20, "idle stop of the fleet")
     assert fleet["reason"].startswith("idle stop")
     assert hpc.registry()["fi.r0"]["reason"] == "idle stop: no requests for 3s"
+
+
+@pytest.mark.vfeval
+@pytest.mark.usefixtures("vf")  # vf-eval and the test environment on the path
+def test_eval_by_fleet_name_goes_through_the_router_with_the_fleet_key(hpc: HPC, tmp_path):
+    from tests.integration.eval.test_eval import ENV_ID, PLAIN, chat_requests
+
+    profile(hpc)
+    record = tmp_path / "requests.jsonl"
+    hpc("submit", MODEL, "--preset", "single-gpu", "--simulate", "--name", "fe",
+        "--replicas", "2", "--env", f"HPCLAUNCH_STANDIN_RECORD={record}")
+    hpc("wait", "fe", "--timeout", "60")
+    until(lambda: "READY 2/2" in fleet_row(hpc, "fe") and len(workers(ROUTER_PORT)) == 2, 30,
+          "both replicas in the router")
+    out = hpc("eval", "fe", ENV_ID, *PLAIN, timeout=180)
+    key = hpc.registry()["fe"]["api_key"]
+    requests = chat_requests(record)
+    assert len(requests) == 2
+    assert {r["model"] for r in requests} == {"fe"}
+    assert {r["authorization"] for r in requests} == {f"Bearer {key}"}
+    assert "GPU-hours held for the run:" in out.stderr and "(2 GPU(s) x" in out.stderr
+    hpc("stop", "fe")
