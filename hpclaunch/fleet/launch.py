@@ -251,6 +251,41 @@ def scale(name: str, replicas: int, *, registry: Registry | None = None) -> dict
     return {"added": added, "retired": retired}
 
 
+def _url(rec: Record) -> str:
+    return f"http://{rec.host}:{rec.port}" if rec.host and rec.port else ""
+
+
+def forget_dead(fleet: Record, live: list[Record], ended: list[Record]) -> list[str]:
+    """Take ended replicas that are still on the router's list off it.
+
+    A replica that leaves normally removes itself; one killed hard (``kill -9``, a node
+    failure) stays listed as unhealthy and would be health-checked forever. Only URLs of
+    this fleet's ended replicas are removed, never one a live replica uses.
+    """
+    import json
+
+    from hpclaunch.remote.connect import transport_for
+
+    dead = {_url(r) for r in ended} - {_url(r) for r in live} - {""}
+    if not dead:
+        return []
+    profile = profile_of(fleet, load_profiles())
+    transport = transport_for(profile)
+    try:
+        status, body = transport.http_get(fleet.host, fleet.port, "/list_workers")
+        try:
+            listed = set(json.loads(body).get("urls") or []) if status == 200 else set()
+        except (ValueError, AttributeError):
+            listed = set()
+        base = f"http://{fleet.host}:{fleet.port}"
+        gone = sorted(listed & dead)
+        for url in gone:
+            router.admin(transport, profile.python, base, "remove_worker", url)
+    finally:
+        transport.close()
+    return [f"{fleet.name}: removed ended replica {url} from the router" for url in gone]
+
+
 def reconcile(records: dict[str, Record], *, registry: Registry) -> list[str]:
     """What a fleet needs after a refresh: replacements, or its end. Returns notes.
 
@@ -266,6 +301,8 @@ def reconcile(records: dict[str, Record], *, registry: Registry) -> list[str]:
         ended = [r for r in reps if r.final]
         idle = [r for r in ended if r.reason.startswith("idle stop")]
         missing = fleet.replicas - len(live)
+        if ended and fleet.host and fleet.port:
+            notes += forget_dead(fleet, live, ended)
         if fleet.spec.get("relay"):
             for rep in live:
                 nxt = records.get(rep.successor) if rep.successor else None
