@@ -97,7 +97,7 @@ def stop_any(name: str) -> list[Any]:
 def remove_any(name: str) -> list[str]:
     """``rm NAME``: an ended endpoint, or an ended fleet with its ended replicas."""
     from hpclaunch import api
-    from hpclaunch.fleet.launch import replicas_of
+    from hpclaunch.fleet.view import replicas_of
     from hpclaunch.registry import Registry
 
     registry = Registry()
@@ -113,7 +113,7 @@ def remove_any(name: str) -> list[str]:
 
 def gpus_held(name: str) -> int:
     """GPUs an endpoint holds now: its own, or a fleet's live replicas' (the router none)."""
-    from hpclaunch.fleet.launch import replicas_of
+    from hpclaunch.fleet.view import replicas_of
     from hpclaunch.registry import Registry
 
     records = Registry().load()
@@ -127,8 +127,7 @@ def gpus_held(name: str) -> int:
 
 def print_fleet_status(name: str) -> None:
     """The lines ``status NAME`` adds: GPU-hours, and a fleet's replicas."""
-    from hpclaunch.fleet.launch import replicas_of
-    from hpclaunch.fleet.view import fleet_gpu_hours, gpu_hours
+    from hpclaunch.fleet.view import fleet_gpu_hours, gpu_hours, replicas_of
     records = refresh_fleets()
     rec = records[name]
     if rec.role != "fleet":

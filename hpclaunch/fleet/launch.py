@@ -26,6 +26,8 @@ from hpclaunch.endpoints.lifecycle import load_profiles, profile_of
 from hpclaunch.endpoints.lifecycle import stop as stop_one
 from hpclaunch.errors import UserError
 from hpclaunch.fleet import router
+from hpclaunch.fleet.view import index_of as _index
+from hpclaunch.fleet.view import replicas_of
 from hpclaunch.registry import FAILED, READY, STARTING, Record, Registry
 from hpclaunch.request import SubmitRequest
 
@@ -38,17 +40,6 @@ def agent_source() -> str:
     from importlib.resources import files
 
     return files("hpclaunch.fleet").joinpath("agent.py").read_text()
-
-
-def replicas_of(name: str, records: dict[str, Record]) -> list[Record]:
-    """A fleet's replicas, oldest first (ended ones too)."""
-    found = [r for r in records.values() if r.role == "replica" and r.fleet == name]
-    return sorted(found, key=lambda r: (_index(r.name), r.created))
-
-
-def _index(replica: str) -> int:
-    tail = replica.rsplit(".r", 1)[-1]
-    return int(tail) if tail.isdigit() else -1
 
 
 def submit_fleet(request: SubmitRequest, replicas: int, *, restart: bool = False,

@@ -8,10 +8,20 @@ from hpclaunch.errors import UserError
 from hpclaunch.registry import READY, Record, Registry
 
 
+def replicas_of(name: str, records: dict[str, Record]) -> list[Record]:
+    """A fleet's replicas, oldest first (ended ones too)."""
+    found = [r for r in records.values() if r.role == "replica" and r.fleet == name]
+    return sorted(found, key=lambda r: (index_of(r.name), r.created))
+
+
+def index_of(replica: str) -> int:
+    """``qwen.r12`` -> 12: replicas are numbered in the order they were queued."""
+    tail = replica.rsplit(".r", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
 def state_label(fleet: Record, records: dict[str, Record]) -> str:
     """The router's state and READY replicas out of the wanted count (``READY 1/2``)."""
-    from hpclaunch.fleet.launch import replicas_of
-
     ready = sum(1 for r in replicas_of(fleet.name, records) if r.state == READY)
     return f"{fleet.state} {ready}/{fleet.replicas}"
 
@@ -28,8 +38,6 @@ def gpu_hours(rec: Record, now: float | None = None) -> float:
 
 
 def fleet_gpu_hours(fleet: Record, records: dict[str, Record]) -> float:
-    from hpclaunch.fleet.launch import replicas_of
-
     return gpu_hours(fleet) + sum(gpu_hours(r) for r in replicas_of(fleet.name, records))
 
 

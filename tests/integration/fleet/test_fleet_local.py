@@ -56,9 +56,12 @@ class Load(threading.Thread):
         self.args = (url, key, model)
         self.count, self.gap = count, 1 / rate
         self.codes: list[int] = []
+        self.halt = threading.Event()  # stop early (still bounded by count)
 
     def run(self) -> None:
         for _ in range(self.count):
+            if self.halt.is_set():
+                return
             self.codes.append(post_chat(*self.args))
             time.sleep(self.gap)
 
@@ -180,7 +183,8 @@ def test_eval_by_fleet_name_goes_through_the_router_with_the_fleet_key(hpc: HPC,
     hpc("submit", MODEL, "--preset", "single-gpu", "--simulate", "--name", "fe",
         "--replicas", "2", "--env", f"HPCLAUNCH_STANDIN_RECORD={record}")
     hpc("wait", "fe", "--timeout", "60")
-    until(lambda: "READY 2/2" in fleet_row(hpc, "fe") and len(workers(ROUTER_PORT)) == 2, 30,
+    port = hpc.registry()["fe"]["port"]  # ROUTER_PORT, or the next free one
+    until(lambda: "READY 2/2" in fleet_row(hpc, "fe") and len(workers(port)) == 2, 30,
           "both replicas in the router")
     out = hpc("eval", "fe", ENV_ID, *PLAIN, timeout=180)
     key = hpc.registry()["fe"]["api_key"]

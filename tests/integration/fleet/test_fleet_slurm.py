@@ -51,9 +51,13 @@ def test_two_replicas_on_slurm_answer_by_one_name_and_count_gpu_hours(slurm_hpc:
     until(lambda: "READY 1/2" in fleet_row(hpc, "sf"), 30, "the fleet to show 1 of 2")
 
     hpc("stop", "sf")
-    time.sleep(1)
-    hpc("endpoints", "--usage")  # asks Slurm for the real end times of what stop cancelled
-    r0 = hpc.registry()["sf.r0"]
+
+    def finished() -> dict | None:
+        hpc("endpoints", "--usage")  # asks Slurm for the real end times of what stop cancelled
+        rec = hpc.registry()["sf.r0"]
+        return rec if rec["finished"] else None
+
+    r0 = until(finished, 30, "Slurm's EndTime of the cancelled replica")
     job = scontrol(r0["job_id"])
     start = time.mktime(time.strptime(job["StartTime"], "%Y-%m-%dT%H:%M:%S"))
     end = time.mktime(time.strptime(job["EndTime"], "%Y-%m-%dT%H:%M:%S"))
@@ -75,18 +79,24 @@ def test_walltime_relay_hands_over_under_load_with_no_failed_request(slurm_hpc: 
         "--set", "time-limit=1")
     hpc("wait", "rf", "--timeout", "90")
     fleet = hpc.registry()["rf"]
+    # At most 240 requests (60 s); it stops 5 s after the first handover has been seen.
     load = Load(f"http://{fleet['host']}:{fleet['port']}/v1", fleet["api_key"], "rf",
-                count=80, rate=4)
+                count=240, rate=4)
     load.start()
     handed: list[str] = []
+    seen_at = 0.0
     while load.is_alive():
         hpc("endpoints")  # a refresh queues the successor of each running replica
         handed = [n for n, r in hpc.registry().items()
                   if r["reason"].startswith("walltime relay")]
-        time.sleep(4)
+        if handed and not seen_at:
+            seen_at = time.monotonic()
+        if seen_at and time.monotonic() - seen_at > 5:
+            load.halt.set()
+        time.sleep(2)
     load.join()
     print(f"{len(load.codes)} requests, {load.failed} failed, across {len(handed)} "
           f"handover(s): {sorted(handed)}")
-    assert len(load.codes) == 80 and load.failed == 0, load.codes
     assert handed, "no replica handed over"
+    assert len(load.codes) >= 20 and load.failed == 0, load.codes
     hpc("stop", "rf")
