@@ -68,7 +68,7 @@ def refresh_fleets() -> dict[str, Any]:
     backfill_finished(registry)
     records = registry.load()
     if any(r.role == "fleet" and not r.final for r in records.values()):
-        for note in reconcile(records, registry=registry):
+        for note in reconcile(registry):
             click.echo(f"hpclaunch: {note}", err=True)
         return registry.load()
     return records

@@ -277,14 +277,28 @@ def forget_dead(fleet: Record, live: list[Record], ended: list[Record]) -> list[
     return [f"{fleet.name}: removed ended replica {url} from the router" for url in gone]
 
 
-def reconcile(records: dict[str, Record], *, registry: Registry) -> list[str]:
+def reconcile(registry: Registry) -> list[str]:
     """What a fleet needs after a refresh: replacements, or its end. Returns notes.
 
     Runs in whichever hpclaunch call refreshed (endpoints, status, wait): no
     daemon. A fleet whose replicas all ended stops its router: ENDED with the
     replicas' idle-stop reason, else FAILED. With ``restart``, replicas that ended
-    without an idle stop are replaced.
+    without an idle stop are replaced. One call at a time (a lock file next to the
+    registry), so two terminals refreshing at once do not both queue a replacement;
+    the other one skips, and the records are read after the lock is held.
     """
+    import fcntl
+
+    registry.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(registry.path.with_name("fleets.lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []
+        return _reconcile(registry.load(), registry)
+
+
+def _reconcile(records: dict[str, Record], registry: Registry) -> list[str]:
     notes = []
     for fleet in [r for r in records.values() if r.role == "fleet" and not r.final]:
         reps = replicas_of(fleet.name, records)
