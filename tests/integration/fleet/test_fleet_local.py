@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -147,6 +148,32 @@ def test_fleet_one_name_one_key_survives_a_replica_killed_hard_and_replaces_it(h
     removed = hpc("rm", "fl").stdout.split()
     assert {"fl", "fl.r0", "fl.r1", "fl.r2"} <= set(removed)
     assert not [n for n in hpc.registry() if n == "fl" or n.startswith("fl.")]
+
+
+def test_a_replica_told_to_go_leaves_the_router_before_it_stops(hpc: HPC):
+    """SIGTERM to the job's own shell, as a scheduler's grace signal (or ``scancel --batch``)
+    sends it: the replica leaves the router, drains, then stops; nothing fails."""
+    profile(hpc)
+    hpc("submit", MODEL, "--preset", "single-gpu", "--simulate", "--name", "ft",
+        "--replicas", "2")
+    hpc("wait", "ft", "--timeout", "60")
+    port = hpc.registry()["ft"]["port"]
+    until(lambda: len(workers(port)) == 2, 30, "both replicas in the router")
+    reg = hpc.registry()
+    fleet, r1 = reg["ft"], reg["ft.r1"]
+    load = Load(f"http://127.0.0.1:{port}/v1", fleet["api_key"], "ft", count=30, rate=8)
+    load.start()
+    time.sleep(1.0)
+    os.kill(int(r1["job_id"]), signal.SIGTERM)  # the batch shell only, not vLLM
+    gone = f"http://127.0.0.1:{r1['port']}"
+    until(lambda: gone not in {w["url"] for w in workers(port)}, 10, "r1 to leave")
+    load.join(timeout=60)
+    assert len(load.codes) == 30 and load.failed == 0, load.codes
+    until(lambda: hpc("status", "ft.r1", "--json").json()["state"] == "ENDED", 20, "r1 ENDED")
+    agent_log = next(Path(r1["results_dir"]).glob(f"ft.r1.{r1['submission']}.agent.log"))
+    assert "left http://127.0.0.1" in agent_log.read_text()
+    assert "READY 1/2" in fleet_row(hpc, "ft")
+    hpc("stop", "ft")
 
 
 def test_idle_stop_ends_an_endpoint_and_a_fleet_with_that_reason(hpc: HPC):
