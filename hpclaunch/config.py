@@ -122,6 +122,9 @@ class ClusterProfile:
     # SLURM_CONF for one of several clusters reached from one login node. Jobs inherit it
     # through sbatch/qsub, so srun inside the job talks to the same cluster.
     scheduler_env: dict[str, str] = field(default_factory=dict)
+    # A fleet's router job (partition, time-limit, cpus, mem, python, port,
+    # health-check-interval), kebab-case keys as written; see hpclaunch.fleet.router.
+    router: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, name: str, data: Any, source: str) -> ClusterProfile:
@@ -144,6 +147,8 @@ class ClusterProfile:
             if rule is not None:
                 value = units.check(value, rule, f"{source}: {prefix}.{key}")
             kwargs[attr] = value
+        if "router" in kwargs:
+            kwargs["router"] = {key: value for _, key, value in schema.given(kwargs["router"])}
         for field_name, key_name in (("env", "env"), ("scheduler_env", "scheduler-env")):
             for key, value in kwargs.get(field_name, {}).items():
                 units.check(key, units.env_name, f"{source}: {prefix}.{key_name}")

@@ -76,6 +76,16 @@ class Record:
     updated: float = 0.0
     ended: float = 0.0
     submission: str = ""  # id of the submit that owns this name's files and job
+    # Fleets (hpclaunch.fleet); all optional, so registries written before them still load.
+    role: str = ""  # "" one endpoint, "fleet" the router in front of replicas, "replica"
+    fleet: str = ""  # a replica's fleet name
+    replicas: int = 0  # a fleet's wanted replica count
+    spec: dict[str, Any] = field(default_factory=dict)  # how a fleet queues more replicas
+    gpus: int = 0  # GPUs the job holds, for GPU-hours
+    started: float = 0.0  # when the job started running, by the scheduler's clock
+    finished: float = 0.0  # when it stopped running, by the scheduler's clock
+    ready_at: float = 0.0  # first seen READY: startup time = ready_at - started
+    successor: str = ""  # a relayed replica's successor (walltime relay)
 
     @property
     def url(self) -> str:

@@ -30,3 +30,5 @@ class SubmitRequest:
     pbs_dialect: str | None = None
     gpu: str | None = None
     """GPU model for the memory checks (``H100-80GB``); the profile's ``gpu-model`` otherwise."""
+    served_name: str | None = None
+    """The served model name; the endpoint name unless replicas of a fleet share one."""

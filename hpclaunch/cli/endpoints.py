@@ -57,12 +57,17 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print the new endpoint as JSON.")
 @click.option("--export", "export_after", is_flag=True,
               help="Update the vf-eval endpoints file afterwards (see hpclaunch export).")
+@click.option("--replicas", type=int, help="A fleet: K replicas behind vllm-router, one name.")
+@click.option("--replicas-restart", is_flag=True, help="Replace fleet replicas that fail.")
+@click.option("--idle-stop", metavar="DURATION", help="Stop after no requests for this long (30m).")
+@click.option("--relay", is_flag=True, help="Slurm: a successor takes over before the time limit.")
 def submit(model: str, preset: str, name: str | None, cluster: str | None,
            scheduler: str | None, pbs_dialect: str | None, sets: tuple[str, ...],
            vllm_args: str, envs: tuple[str, ...], gpus_per_node: int | None,
            gpu_model: str | None,
            simulate: bool | None, dry_run: bool, wait_ready: bool, timeout: float,
-           as_json: bool, export_after: bool) -> None:
+           as_json: bool, export_after: bool, replicas: int | None, replicas_restart: bool,
+           idle_stop: str | None, relay: bool) -> None:
     """Render a vLLM job for MODEL with a preset and submit it.
 
     MODEL is a catalog alias (Qwen3-VL-2B), a Hugging Face id (Qwen/Qwen3-8B) or a
@@ -77,13 +82,20 @@ def submit(model: str, preset: str, name: str | None, cluster: str | None,
         model=model, preset=preset, cluster=cluster, name=name, overrides=overrides,
         scheduler=scheduler, pbs_dialect=pbs_dialect, vllm_args=vllm_args, env=env,
         simulate=simulate, gpus_per_node=gpus_per_node, gpu=gpu_model)
-    result = api.submit(request, dry_run=dry_run)
-    for warning in result.warnings:
-        click.echo(warning, err=True)
-    if dry_run:
-        click.echo(result.script, nl=False)
+    from hpclaunch.cli.fleet import submit_extras
+
+    rec = submit_extras(request, replicas, replicas_restart, idle_stop, relay, dry_run)
+    if isinstance(rec, str):  # a dry run of a fleet or an idle stop
+        click.echo(rec, nl=False)
         return
-    rec = result.record
+    if rec is None:
+        result = api.submit(request, dry_run=dry_run)
+        for warning in result.warnings:
+            click.echo(warning, err=True)
+        if dry_run:
+            click.echo(result.script, nl=False)
+            return
+        rec = result.record
     assert rec is not None
     if as_json and not wait_ready:
         click.echo(json.dumps(rec.public(), indent=2))
@@ -185,7 +197,8 @@ def wait(name: str, timeout: float, quiet: bool, as_json: bool, export_after: bo
 @click.option("--all", "-a", "show_all", is_flag=True, help="Include ENDED and FAILED endpoints.")
 @click.option("--cached", is_flag=True, help="Show stored states; ask no scheduler.")
 @click.option("--json", "as_json", is_flag=True, help="JSON list (no API keys).")
-def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
+@click.option("--usage", is_flag=True, help="GPU-hours per endpoint and per fleet.")
+def endpoints(show_all: bool, cached: bool, as_json: bool, usage: bool) -> None:
     """List endpoints: NAME MODEL STATE URL JOB NODE AGE.
 
     Live entries are refreshed with one scheduler call per cluster.
@@ -203,6 +216,14 @@ def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
         records = api.refresh(registry=registry, warnings=warnings, stale=stale)
         for warning in warnings:
             click.echo(f"hpclaunch: warning: {warning}", err=True)
+    from hpclaunch.cli import fleet
+
+    by_name = registry.load() if cached else fleet.refresh_fleets()
+    if usage:
+        click.echo(table(fleet.usage_rows(by_name), ["NAME", "KIND", "STATE", "GPUS", "GPU-H"]))
+        return
+    fleets = fleet.fleet_rows(by_name)  # a fleet is one row; its replicas: status NAME
+    records = [by_name[r.name] for r in records if r.role != "replica" and r.name in by_name]
     hidden = [] if show_all else [r for r in records if r.final]
     records = [r for r in records if show_all or not r.final]
     records.sort(key=lambda r: r.created)
@@ -215,7 +236,8 @@ def endpoints(show_all: bool, cached: bool, as_json: bool) -> None:
         return
     now = time.time()
     rows = [[r.name, r.served_model_name if r.served_model_name == r.model_id else
-             f"{r.model_id}", state_label(r) + (" (last known)" if r.name in stale else ""),
+             f"{r.model_id}", fleets.get(r.name, state_label(r))
+             + (" (last known)" if r.name in stale else ""),
              r.url or "-", r.job_id or "-", r.host or "-",
              human_age(now - r.created)] for r in records]
     click.echo(table(rows, ["NAME", "MODEL", "STATE", "URL", "JOB", "NODE", "AGE"]))
@@ -260,6 +282,9 @@ def status(name: str, as_json: bool) -> None:
     ]
     for key, value in fields:
         click.echo(f"{key + ':':<12} {value}")
+    from hpclaunch.cli.fleet import print_fleet_status
+
+    print_fleet_status(name)  # replicas of a fleet; GPU-hours
     _exit_for_state(rec)
 
 
@@ -356,22 +381,22 @@ def logs(name: str, follow: bool, lines: int, node: int | None) -> None:
 @click.argument("names", nargs=-1, required=True, shell_complete=complete_names)
 def stop(names: tuple[str, ...]) -> None:
     """Cancel the jobs of NAMES; entries stay as ENDED (endpoints --all shows them)."""
-    from hpclaunch import api
+    from hpclaunch.cli.fleet import stop_any
 
     for name in names:
-        rec = api.stop(name)
-        click.echo(f"{rec.name}: {rec.state} ({rec.reason})")
+        for rec in stop_any(name):  # a fleet: its replicas leave the router first
+            click.echo(f"{rec.name}: {rec.state} ({rec.reason})")
 
 
 @cli.command()
 @click.argument("names", nargs=-1, required=True, shell_complete=complete_names)
 def rm(names: tuple[str, ...]) -> None:
     """Forget ended endpoints NAMES (their files in the results dir stay)."""
-    from hpclaunch import api
+    from hpclaunch.cli.fleet import remove_any
 
     for name in names:
-        api.remove(name)
-        click.echo(f"removed {name}")
+        for removed in remove_any(name):  # a fleet: its ended replicas too
+            click.echo(f"removed {removed}")
 
 
 @cli.command()

@@ -218,5 +218,10 @@ def eval_cmd(name: str, env_id: str, vf_args: tuple[str, ...], others: tuple[str
     if isinstance(result, evalrun.EvalCommand):
         click.echo(result.shell())
         return
+    from hpclaunch.cli.fleet import gpus_held
+
+    gpus = gpus_held(name)
+    _err(f"GPU-hours held for the run: {gpus * result.wall_s / 3600:.3f} "
+         f"({gpus} GPU(s) x {result.wall_s:.0f} s)")
     if result.returncode != 0:
         sys.exit(result.returncode)

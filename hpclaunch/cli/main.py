@@ -64,6 +64,7 @@ LAZY_COMMANDS = {
     "login": "cli.login", "logout": "cli.login",
     "cluster": "cli.cluster",
     "prefetch": "cli.prefetch",
+    "scale": "cli.fleet",
 }
 
 

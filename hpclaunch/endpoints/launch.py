@@ -83,17 +83,22 @@ def build_plan(request: SubmitRequest) -> Any:
     return build(model=request.model, preset=load_preset(request.preset), cluster=profile,
                  name=request.name, overrides=dict(request.overrides),
                  vllm_args=request.vllm_args, env=dict(request.env),
-                 simulate=request.simulate, gpus_per_node=gpus_per_node)
+                 simulate=request.simulate, gpus_per_node=gpus_per_node,
+                 served_name=request.served_name)
 
 
 def submit(request: SubmitRequest, *, dry_run: bool = False,
-           registry: Registry | None = None) -> SubmitResult:
+           registry: Registry | None = None, api_key: str | None = None,
+           job_extras: dict[str, Any] | None = None,
+           record_fields: dict[str, Any] | None = None) -> SubmitResult:
     """Plan, check, render and submit one endpoint; records it as PENDING.
 
     Reserve first, then act: the name is claimed in the registry (under its lock)
     before any file is written or any job queued, so concurrent submits of one name
     leave one winner and the losers touch nothing. The winner's files carry its
     submission id. A job the registry cannot record is cancelled, and the error says so.
+    A fleet passes its shared key, the job script's fleet values (``job_extras``) and
+    the replica's record fields.
     """
     from hpclaunch.planning.preflight import ERROR, check
     from hpclaunch.remote.connect import transport_for
@@ -111,21 +116,23 @@ def submit(request: SubmitRequest, *, dry_run: bool = False,
         backend = scheduler_for(plan.cluster, transport)
         results_dir = default_results_dir(plan.cluster)
         if dry_run:
-            return SubmitResult(None, backend.render(plan, results_dir), plan, warnings)
+            return SubmitResult(None, backend.render(plan, results_dir, extra=job_extras), plan,
+                                warnings)
         _check_offline_cache(plan, transport, warnings)
         results_dir = transport.expanduser(results_dir)
         submission = secrets.token_hex(4)
-        script = backend.render(plan, results_dir, submission=submission)
+        script = backend.render(plan, results_dir, submission=submission, extra=job_extras)
         record = Record(
             name=plan.name, model=plan.model, model_id=plan.model_id,
             served_model_name=plan.served_model_name, preset=plan.preset,
             cluster=plan.cluster.name, scheduler=plan.cluster.scheduler,
             pbs_dialect=plan.cluster.pbs_dialect if plan.cluster.scheduler == "pbs" else "",
-            results_dir=results_dir, api_key=secrets.token_urlsafe(24),
+            results_dir=results_dir, api_key=api_key or secrets.token_urlsafe(24),
             simulated=plan.simulate, layout=_layout(plan),
             vllm_args=list(plan.vllm_flags), reason="reserved: queueing its job",
             submission=submission,
             script_path=f"{results_dir}/hpclaunch_{plan.name}.{submission}.sh",
+            gpus=plan.gpus, **(record_fields or {}),
         )
         previous = registry.reserve(record)
         try:

@@ -175,4 +175,6 @@ def resolve(name: str, *, wait: bool = False, timeout: float = 1800.0,
 def list_endpoints(*, include_ended: bool = False) -> list[Endpoint]:
     """Registered endpoints as stored (no scheduler call)."""
     records = sorted(Registry().load().values(), key=lambda r: r.created)
-    return [Endpoint.from_record(r) for r in records if include_ended or not r.final]
+    # A fleet's replicas are reached through the fleet's name (its router), not one by one.
+    return [Endpoint.from_record(r) for r in records
+            if (include_ended or not r.final) and r.role != "replica"]

@@ -61,6 +61,8 @@ class Observation:
     report: LogReport | None = None
     job: JobState | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
+    finished: float = 0.0
 
 
 def endpoint_file(rec: Record) -> str:
@@ -170,9 +172,12 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
     port = int(info.get("port") or rec.port or 0)
     log_path = str(info.get("log") or rec.log_path)
     node = str(info.get("node") or job.node or "")
-    report = read_log(transport, log_path) if log_path else None
+    # A fleet's router writes no vLLM log: its own API says whether it serves.
+    report = read_log(transport, log_path) if log_path and rec.role != "fleet" else None
     obs = Observation(STARTING, host=host, port=port, log_path=log_path, node=node,
                       report=report, job=job)
+    # GPU-hours: the scheduler's clock (the local scheduler's is ps on this machine).
+    obs.started = job.start
     failure = report.failure if report else None
     if failure is not None and failure.code == "offline_cache_miss":
         # The log rarely names the model; the record does, and the command is exact.
@@ -216,7 +221,16 @@ def observe(rec: Record, job: JobState, transport: Transport, *, probe: bool = T
                           f"failed){_last_lines_hint(report)}")
         else:
             obs.state, obs.reason = ENDED, job.reason or "job finished"
+        obs.finished = job.end
+        if not obs.finished and obs.started:
+            st = transport.stat(exit_file(rec))
+            obs.finished = st.mtime if st is not None else 0.0
+        said = transport.read_text(f"{rec.files}.reason") if obs.state == ENDED else None
+        if said and said.strip():  # the job's own word on why it stopped (idle stop)
+            obs.reason = said.strip().splitlines()[0][:200]
         return obs
+    if rec.role == "fleet":
+        return _observe_router(obs, transport, rec)
 
     if failure is not None and failure.code == "port_in_use":
         # The job retries on the next port by itself; only final once the job ends.
@@ -288,6 +302,30 @@ def read_exit_code_at(transport: Transport, path: str) -> int | None:
         return None
 
 
+def _observe_router(obs: Observation, transport: Transport, rec: Record) -> Observation:
+    """A fleet is READY while its router answers and routes to at least one healthy replica."""
+    if not (obs.host and obs.port):
+        obs.reason = "router job running, no endpoint file yet"
+        return obs
+    status, body = transport.http_get(obs.host, obs.port, "/workers", timeout=2.0)
+    if status != 200:
+        obs.reason = f"router on {obs.host}:{obs.port} does not answer yet"
+        if rec.state == READY:
+            obs.state = UNHEALTHY
+        return obs
+    try:
+        workers = json.loads(body).get("workers") or []
+        healthy = sum(1 for w in workers if isinstance(w, dict) and w.get("is_healthy"))
+    except (ValueError, AttributeError):
+        workers, healthy = [], 0
+    obs.extra["workers"] = workers
+    if healthy:
+        obs.state, obs.reason = READY, f"router routes to {healthy} healthy replica(s)"
+    else:
+        obs.reason = "router up; no healthy replica has joined yet"
+    return obs
+
+
 def _scheduler_killed(reason: str) -> bool:
     upper = reason.upper()
     return any(word in upper for word in ("TIMEOUT", "TIME LIMIT", "WALLTIME", "NODE_FAIL",
@@ -321,4 +359,10 @@ def apply(rec: Record, obs: Observation) -> dict[str, Any]:
             changes[key] = value
     if obs.state in (ENDED, FAILED) and not rec.ended:
         changes["ended"] = time.time()
+    if obs.state == READY and not rec.ready_at:
+        changes["ready_at"] = time.time()
+    if obs.started and not rec.started:
+        changes["started"] = obs.started
+    if obs.finished and not rec.finished:
+        changes["finished"] = obs.finished
     return changes

@@ -84,10 +84,11 @@ def ready_endpoints(*, refresh: bool = True) -> tuple[list[Endpoint], dict[str, 
         from hpclaunch.endpoints.lifecycle import refresh as refresh_states
 
         refresh_states(registry=registry)
-    # Eval jobs (hpclaunch eval --submit) share the registry but are not endpoints.
+    # Eval jobs (hpclaunch eval --submit) share the registry but are not endpoints; a fleet
+    # is exported once, by its name (the router, the fleet key), not its replicas.
     records = {n: r for n, r in registry.load().items() if r.kind == "endpoint"}
     ready = [Endpoint.from_record(r) for r in sorted(records.values(), key=lambda r: r.name)
-             if r.state == READY]
+             if r.state == READY and r.role != "replica"]
     return ready, records
 
 

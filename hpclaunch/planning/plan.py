@@ -203,6 +203,7 @@ def build(
     simulate: bool | None = None,
     gpus_per_node: int | None = None,
     results_dir: str = "",
+    served_name: str | None = None,
 ) -> Plan:
     """Resolve everything a job needs; raises :class:`UserError` on bad input."""
     from hpclaunch.planning.catalog import resolve_model_id
@@ -257,7 +258,8 @@ def build(
             flags.pop(flag, None)  # the explicit argument wins over the preset's value
     # Preset values written ``auto`` (reasoning parser, draft model) come from the model.
     flags = resolve_model_values(flags, model_id, preset.name)
-    rendered: list[str] = ["--served-model-name", endpoint, "--host", cluster.bind_host]
+    served = endpoint if served_name is None else check_name(served_name)
+    rendered: list[str] = ["--served-model-name", served, "--host", cluster.bind_host]
     rendered += render_flags(layout, flags)
     rendered += extra
     nodes = layout.get("nodes", 1)
@@ -278,7 +280,7 @@ def build(
         name=endpoint,
         model=model,
         model_id=model_id,
-        served_model_name=endpoint,
+        served_model_name=served,
         preset=preset.name,
         cluster=cluster,
         dp=layout["dp"],

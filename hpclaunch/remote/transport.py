@@ -68,13 +68,22 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def _clear_signal_mask() -> None:
+    """Children start with no signal blocked: a submit holds SIGTERM/SIGINT while it
+    queues a job (launch.signals_deferred), and a local job started then would inherit
+    that mask and never see the SIGTERM that ``stop`` (or a fleet's leave) sends."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 class LocalTransport:
     """This machine."""
 
     def run(self, argv: list[str], *, input: str | None = None, timeout: float = 60) -> Result:
         try:
             proc = subprocess.run(argv, input=input, capture_output=True, text=True,
-                                  timeout=timeout, check=False)
+                                  timeout=timeout, check=False, preexec_fn=_clear_signal_mask)
         except FileNotFoundError as exc:
             raise UserError(f"{argv[0]}: command not found on this machine") from exc
         except subprocess.TimeoutExpired as exc:

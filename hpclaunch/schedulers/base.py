@@ -41,6 +41,10 @@ class JobState:
     exit_code: int | None = None
     node: str = ""
     native_state: str = ""
+    # When the job started and stopped running, by the scheduler's clock (epoch seconds;
+    # 0 when it does not say): GPU-hours are counted from these.
+    start: float = 0.0
+    end: float = 0.0
 
     @property
     def left_queue(self) -> bool:
@@ -165,7 +169,8 @@ class Scheduler:
             lines.append(extra)
         return lines
 
-    def render(self, plan: Plan, results_dir: str, *, submission: str = "") -> str:
+    def render(self, plan: Plan, results_dir: str, *, submission: str = "",
+               extra: dict[str, Any] | None = None) -> str:
         from dataclasses import replace
 
         from hpclaunch.schedulers.container import launch
@@ -189,8 +194,14 @@ class Scheduler:
             "directives": [Raw(d) for d in self.header(plan)],
             "container": launch(plan, results_dir, submission),
             "mn": self.multinode_context(plan),
+            # A fleet replica's side job (hpclaunch.fleet.agent): joins the router when
+            # the server is healthy, leaves it before the server stops, idle stop.
+            "agent": "", "agent_env": [],
         }
         context.update(self.template_context(plan))
+        context.update(extra or {})
+        # A fleet's replica adds its own directive lines (relay: --signal, --dependency).
+        context["directives"] += [Raw(d) for d in context.pop("more_directives", [])]
         return render_template(self.template, context)
 
     def submit(self, script_path: str) -> str:

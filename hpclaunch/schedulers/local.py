@@ -7,6 +7,7 @@ everything it started.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, ClassVar
 
 from hpclaunch.schedulers.base import MISSING, RUNNING, JobState, Scheduler
@@ -18,13 +19,9 @@ if TYPE_CHECKING:
 # exits at once, so the job is nobody's child and leaves no zombie behind.
 # The pid is printed once setsid has made it a group leader (at most ~1 s): a `stop`
 # right after submit must find the group, or it would kill nothing.
-# submit holds SIGHUP/INT/TERM blocked while it queues (launch.signals_deferred), and a
-# blocked mask is inherited across exec: without `env --default-signal` the job's trap and
-# vLLM would never see `stop`'s SIGTERM, only the SIGKILL 10 s later (no graceful
-# shutdown, and a container runtime's client killed before it stops its container).
-_LAUNCH = ('u=; env --default-signal=TERM true 2>/dev/null '
-           '&& u="env --default-signal=HUP,INT,TERM"; '
-           'setsid $u bash "$0" >"$0.out" 2>&1 </dev/null & pid=$!; '
+# The job starts with no signal blocked although submit holds SIGHUP/INT/TERM while it
+# queues: LocalTransport clears the mask for every child (transport._clear_signal_mask).
+_LAUNCH = ('setsid bash "$0" >"$0.out" 2>&1 </dev/null & pid=$!; '
            'for _ in $(seq 200); do read -r _ _ _ _ pgrp _ <"/proc/$pid/stat" 2>/dev/null '
            '|| break; [ "$pgrp" = "$pid" ] && break; sleep 0.005; done; echo "$pid"')
 # SIGTERM to the whole group, then SIGKILL if vLLM has not exited within 10 s
@@ -46,7 +43,7 @@ class LocalScheduler(Scheduler):
         return ["bash", "-c", _CANCEL, job_id]
 
     def status_argv(self, job_ids: list[str]) -> list[str]:
-        return ["ps", "-o", "pid=,stat=", "-p", ",".join(job_ids)]
+        return ["ps", "-o", "pid=,stat=,etimes=", "-p", ",".join(job_ids)]
 
     def parse_status(self, result: Result, job_ids: list[str]) -> dict[str, JobState]:
         states: dict[str, JobState] = {}
@@ -55,8 +52,11 @@ class LocalScheduler(Scheduler):
             if len(parts) < 2 or parts[0] not in job_ids:
                 continue
             # A zombie has exited; its exit status is in the job's own exit file.
+            # The job's start by this machine's clock (ps's elapsed seconds), for GPU-hours.
+            start = time.time() - int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0.0
             if parts[1].startswith("Z"):
                 states[parts[0]] = JobState(MISSING, native_state=parts[1])
             else:
-                states[parts[0]] = JobState(RUNNING, node="localhost", native_state=parts[1])
+                states[parts[0]] = JobState(RUNNING, node="localhost", native_state=parts[1],
+                                            start=start)
         return states

@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 
 # `squeue -o` has no letter for the exit status, `-O` does. A ':' with no width
 # prints each field whole (no 20-column padding or truncation); '|' separates.
-SQUEUE_FIELDS = ("JobID", "State", "Reason", "NodeList", "exit_code")
+SQUEUE_FIELDS = ("JobID", "State", "Reason", "NodeList", "exit_code", "StartTime", "EndTime")
 SQUEUE_FORMAT = ",".join(f"{field}:|" for field in SQUEUE_FIELDS)
-SACCT_FIELDS = "jobid,state,exitcode,reason"
+SACCT_FIELDS = "jobid,state,exitcode,reason,start,end"
 
 QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
                  "RESV_DEL_HOLD", "SUSPENDED", "STOPPED"}
@@ -208,8 +208,30 @@ def parse_squeue(text: str, job_ids: list[str]) -> dict[str, JobState]:
         if len(parts) < 5 or _job_id(parts[0]) not in wanted:
             continue  # a banner, a blank line or another job
         job_id, native, reason, node, raw_exit = (p.strip() for p in parts[:5])
-        states[_job_id(job_id)] = job_state(native, reason, decode_wait_status(raw_exit), node)
+        state = job_state(native, reason, decode_wait_status(raw_exit), node)
+        states[_job_id(job_id)] = with_times(state, *parts[5:7])
     return states
+
+
+def slurm_time(text: str) -> float:
+    """``2026-11-27T09:50:25`` (the controller's local time) -> epoch; 0 for N/A, Unknown."""
+    import datetime
+
+    try:
+        return datetime.datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def with_times(state: JobState, start: str = "", end: str = "") -> JobState:
+    """The state with Slurm's StartTime, and its EndTime once the job has left the queue
+    (while it runs, EndTime is only the time limit's end)."""
+    from dataclasses import replace
+
+    if state.state == QUEUED:
+        return state
+    return replace(state, start=slurm_time(start),
+                   end=slurm_time(end) if state.state == DONE else 0.0)
 
 
 def parse_sacct(text: str, job_ids: list[str]) -> dict[str, JobState]:
@@ -221,5 +243,6 @@ def parse_sacct(text: str, job_ids: list[str]) -> dict[str, JobState]:
         if len(parts) < 3 or _job_id(parts[0]) not in wanted:
             continue  # steps (123.batch), headers, other jobs
         reason = parts[3].strip() if len(parts) > 3 else ""
-        states[_job_id(parts[0])] = job_state(parts[1], reason, decode_exit_pair(parts[2]))
+        state = job_state(parts[1], reason, decode_exit_pair(parts[2]))
+        states[_job_id(parts[0])] = with_times(state, *parts[4:6])
     return states

@@ -207,6 +207,21 @@ class ClustersFile(msgspec.Struct, forbid_unknown_fields=True):
     default: str | None = None
 
 
+class RouterSpec(msgspec.Struct, kw_only=True, rename="kebab", forbid_unknown_fields=True):
+    """A fleet's router job (hpclaunch.fleet): a small CPU job that outlives the replicas."""
+
+    partition: Text | None = None
+    queue: Text | None = None
+    account: Text | None = None
+    qos: Text | None = None
+    time_limit: str | int | None = None
+    cpus: int | None = None
+    mem: str | int | None = None
+    python: str | None = None
+    port: int | None = None
+    health_check_interval: int | None = None
+
+
 class ClusterSpec(msgspec.Struct, kw_only=True, rename="kebab", forbid_unknown_fields=True):
     """One cluster profile as written; ``None`` (or absent) keeps the profile's default.
 
@@ -249,6 +264,7 @@ class ClusterSpec(msgspec.Struct, kw_only=True, rename="kebab", forbid_unknown_f
     hf_home: str | None = None
     offline: bool | None = None
     scheduler_env: dict[str, Any] | None = None
+    router: RouterSpec | None = None
 
 
 class ContainerSpec(msgspec.Struct, kw_only=True, rename="kebab", forbid_unknown_fields=True):

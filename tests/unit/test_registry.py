@@ -185,7 +185,7 @@ def test_entries_of_the_wrong_shape_are_named(tmp_path: Path, change: dict, word
 
 def test_fields_from_a_newer_hpclaunch_are_ignored(tmp_path: Path) -> None:
     path = tmp_path / "registry.json"
-    entry = {**record("a").to_json(), "fleet": {"replicas": 2}}
+    entry = {**record("a").to_json(), "written_by_a_later_version": {"x": 2}}
     path.write_text(json.dumps({"schema": 1, "endpoints": {"a": entry}}))
     assert Registry(path).get("a").name == "a"
 
