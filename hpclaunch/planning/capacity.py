@@ -57,7 +57,7 @@ class ServeSettings:
 
 
 def _to_int(value: Any) -> int | None:
-    from hpclaunch.vllm.flags import human_readable_int
+    from hpclaunch.vllm.flags.values import human_readable_int
 
     if value in (None, "", "None"):
         return None
@@ -83,7 +83,7 @@ def settings_from_flags(argv: list[str] | tuple[str, ...], version: str) -> Serv
     an argument list it rejects is read leniently instead, since preflight reports the bad
     flag itself and the planner should still say what it can.
     """
-    from hpclaunch.vllm.flags import parse_serve_args
+    from hpclaunch.vllm.flags.argparser import parse_serve_args
 
     try:
         args = parse_serve_args(list(argv), version)
@@ -431,7 +431,7 @@ def report_for_plan(plan: Plan, *, gpu: str | None = None, kv_cache_gib: float |
                     info: ModelInfo | None = None) -> CapacityReport:
     """Capacity of a built plan. ``gpu`` (a name) overrides the profile's GPU."""
     from hpclaunch.planning.models import model_info
-    from hpclaunch.vllm.flags import serve_defaults
+    from hpclaunch.vllm.flags.catalogue import serve_defaults
 
     if kv_cache_gib is not None and kv_cache_gib <= 0:
         raise UserError(f"--kv-cache-gib must be positive, not {kv_cache_gib}")

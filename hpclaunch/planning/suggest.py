@@ -187,7 +187,7 @@ def _check_with_planner(info: ModelInfo, preset_name: str, sets: dict[str, Any],
     from hpclaunch.planning.plan import render_flags
     from hpclaunch.planning.preflight import FLASHINFER_MIN_SEQS, MAX_NUM_SEQS_FACTOR
     from hpclaunch.planning.presets import load_preset, resolve_model_values
-    from hpclaunch.vllm.flags import serve_defaults
+    from hpclaunch.vllm.flags.catalogue import serve_defaults
 
     gpu = kv.gpu_named(gpu_name)
     preset = load_preset(preset_name)

@@ -59,12 +59,9 @@ from typing import Any, TextIO
 from hpclaunch.errors import UserError
 from hpclaunch.planning import kv
 from hpclaunch.planning.models import ModelInfo, model_info
-from hpclaunch.vllm.flags import (
-    build_serve_parser,
-    human_readable_int,
-    parser_names,
-    serve_defaults,
-)
+from hpclaunch.vllm.flags.argparser import build_serve_parser
+from hpclaunch.vllm.flags.catalogue import parser_names, serve_defaults
+from hpclaunch.vllm.flags.values import human_readable_int
 
 VLLM_VERSION = "0.33.0"
 FAIL_MODES = (

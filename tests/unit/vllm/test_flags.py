@@ -8,18 +8,15 @@ import shlex
 import pytest
 
 from hpclaunch.errors import UserError
-from hpclaunch.vllm.flags import (
-    REMOVED,
-    FlagProblem,
+from hpclaunch.vllm.flags.argparser import build_serve_parser, parse_serve_args
+from hpclaunch.vllm.flags.catalogue import (
     available_versions,
-    build_serve_parser,
-    check_args,
     flag_spec,
-    human_readable_int,
     known_flags,
-    parse_serve_args,
     serve_defaults,
 )
+from hpclaunch.vllm.flags.check import REMOVED, FlagProblem, check_args
+from hpclaunch.vllm.flags.values import human_readable_int
 
 
 def problems(cmdline: str, version: str = "0.33.0") -> list[FlagProblem]:
