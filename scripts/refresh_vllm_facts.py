@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""Regenerate tests/data/vllm-source/<package>-<version>.json from vLLM's (or uvicorn's) source.
+
+hpclaunch never runs real vLLM in its tests, so every log line it parses, every metric it reads,
+every route it probes and every flag it renders is checked against the source of the vLLM
+versions it supports.  This script reads that source statically (``ast``; vLLM is never
+imported or installed) and writes, per version, the exact format strings with file, line and
+the source excerpt, the Prometheus metric names with their labels, the HTTP routes, and the
+``vllm serve`` flag names.  ``tests/unit/vllm/test_vllm_source.py`` then fails wherever
+hpclaunch or its stand-in disagree.
+
+uvicorn prints the readiness line (``Application startup complete.``) and the access log;
+the same script reads those from a uvicorn wheel.  One command per version (a wheel from
+``pip download --no-deps vllm==X``, or a checkout)::
+
+    python scripts/refresh_vllm_facts.py /tmp/vllm-0.33.0-*.whl
+    python scripts/refresh_vllm_facts.py ~/src/vllm --version 0.34.0
+    python scripts/refresh_vllm_facts.py /tmp/uvicorn-0.54.0-py3-none-any.whl
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import re
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "vllm-source"
+
+# Log messages hpclaunch reads or its stand-in prints: id -> substrings that find the format
+# string in any version (wording drifts, so several; "=text" must be the whole literal).
+# Every site found is kept.
+LOG_FACTS: dict[str, tuple[str, ...]] = {
+    "line_format": ("%(levelname)s %(asctime)s ",),
+    "date_format": ("=%m-%d %H:%M:%S",),  # "=": the whole literal, not a part of it
+    "process_prefix": ("pid=%(process)d)", " pid={pid})"),
+    "server_version": ("server version %s", "vLLM API server version"),
+    "logo": ("version ${w}%s${r}",),
+    "non_default_args": ("non-default args: ",),
+    "engine_config": ("LLM engine (v%s) with config: ",),
+    "max_model_len_used": ("Using max model len ",),
+    "start_loading": ("Starting to load model %s",),
+    "weights_took": ("Loading weights took %.2f seconds",),
+    "model_loading": ("Model loading took ",),
+    "kv_memory": ("Available KV cache memory: ",),
+    "kv_cache_size": ("KV cache size: %s tokens",),
+    "max_concurrency": ("Maximum concurrency for %s tokens per request",),
+    "gpu_blocks": ("# %s blocks: %d", "# GPU blocks: %d"),
+    "graph_capture": ("Graph capturing finished in ",),
+    "init_engine": ("init engine (profile, create kv cache, warmup model) took",),
+    "server_start": ("Starting vLLM server on ", "Starting vLLM API server "),
+    "routes": ("Available routes are:",),
+    "route": ("Route: %s, Methods: %s",),
+    "stats_prefix_engine": ("Engine %03d: Avg", "Engine {:03d}: "),
+    "v0_prefix_hit": ("Prefix cache hit rate: GPU: ",),
+    "stats_prefix_aggregated": (" Engines Aggregated: ",),
+    "stats_disabled": ("api_server_count more than 1",),
+    "headless": ("data parallel engine(s) in headless mode",),
+    "shutdown": ("shutting down FastAPI HTTP server", "Shutting down FastAPI HTTP server",
+                 "Shutting down."),
+    "kv_too_small": ("max seq len (",),
+    "no_kv_memory": ("No available memory for the cache blocks",),
+    "max_model_len_too_long": ("User-specified max_model_len (",),
+    "bad_reasoning_parser": ("invalid reasoning parser: ",),
+    "oom_loading": ("Failed to load model - not enough GPU memory",),
+    "oom_sampler": ("out of memory occurred when warming up sampler with",),
+    "gpu_busy": ("is less than desired GPU memory utilization",),
+    "engine_start_failed": ("EngineCore failed to start",),
+    "engine_init_failed": ("Engine core initialization failed",),
+    "engine_fatal": ("EngineCore encountered a fatal error",),
+    "output_handler_failed": ("AsyncLLM output_handler failed",),
+    "engine_dead": ("EngineCore encountered an issue. See stack trace",),
+    "model_not_found": ("Invalid repository ID or local directory specified",),
+}
+# uvicorn's own lines, which vLLM's API server prints through it.
+UVICORN_FACTS: dict[str, tuple[str, ...]] = {
+    "line_format": ("%(levelprefix)s %(message)s",),
+    "access_format": ('%(levelprefix)s %(client_addr)s - "%(request_line)s"',),
+    "access_line": ('%s - "%s %s HTTP/%s" %d',),
+    "started_process": ("=Started server process [%d]",),
+    "startup_waiting": ("=Waiting for application startup.",),
+    "startup_complete": ("=Application startup complete.",),
+    "running_on": ("Uvicorn running on {addr_format}",),
+    "shutting_down": ("=Shutting down",),
+    "shutdown_waiting": ("=Waiting for application shutdown.",),
+    "shutdown_complete": ("=Application shutdown complete.",),
+}
+# Sites on other hardware (TPU, HPU, XPU, Neuron, CPU-only workers) print variants hpclaunch
+# does not target; tests, benchmarks and vendored code are not vLLM's messages.
+SKIP = re.compile(r"/(tests?|benchmarks|third_party)/|/(tpu|hpu|xpu|neuron|openvino)_|"
+                  r"/platforms/(?!cuda|interface)|/(tpu|hpu|xpu|neuron)/")
+ROUTE_METHODS = {"get", "post", "put", "delete", "api_route"}
+FLAG_FILES = ("vllm/engine/arg_utils.py", "vllm/entrypoints/openai/cli_args.py",
+              "vllm/entrypoints/common/cli_args.py", "vllm/entrypoints/cli/serve.py")
+
+
+def unpack(source: Path, tmp: Path) -> tuple[Path, str]:
+    """The directory that holds the package, and which package it is (vllm or uvicorn): a
+    checkout as is, a wheel unzipped (its .py files only)."""
+    if source.is_dir():
+        return source, "vllm" if (source / "vllm").is_dir() else "uvicorn"
+    with zipfile.ZipFile(source) as whl:
+        names = [n for n in whl.namelist() if n.endswith(".py")]
+        package = "vllm" if any(n.startswith("vllm/") for n in names) else "uvicorn"
+        for name in names:
+            if name.startswith(package + "/"):
+                whl.extract(name, tmp)
+    return tmp, package
+
+
+def provenance(root: Path, package: str, source: Path, version: str | None) -> dict[str, Any]:
+    where = root / package / ("_version.py" if package == "vllm" else "__init__.py")
+    text = where.read_text()
+    found = re.search(r"__version__ = (?:version = )?['\"]([^'\"]+)['\"]", text)
+    commit = re.search(r"commit_id = '([^']+)'", text)
+    meta: dict[str, Any] = {
+        "package": package,
+        "version": version or (found[1] if found else "unknown"),
+        "commit": commit[1] if commit else None,
+        "source": source.name,
+        "generated_by": "scripts/refresh_vllm_facts.py",
+    }
+    if source.is_file():
+        meta["sha256"] = hashlib.sha256(source.read_bytes()).hexdigest()
+    return meta
+
+
+# ------------------------------------------------------------------------------ templates
+
+
+def template(node: ast.expr) -> tuple[str, str] | None:
+    """(style, text) of a message expression: "percent"/"literal" text, or an f-string/.format
+    text with ``{expression}`` placeholders; None when it is not built from literals."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return ("percent" if re.search(r"%[-#0 +]*\d*(?:\.\d+)?[sdfrx%]", node.value)
+                else "literal", node.value)
+    if isinstance(node, ast.JoinedStr):
+        out = []
+        for part in node.values:
+            if isinstance(part, ast.Constant):
+                out.append(str(part.value).replace("{", "{{").replace("}", "}}"))
+            elif isinstance(part, ast.FormattedValue):
+                spec = ""
+                if isinstance(part.format_spec, ast.JoinedStr):
+                    pieces = part.format_spec.values
+                    spec = ":" + "".join(str(getattr(v, "value", "")) for v in pieces)
+                out.append("{" + ast.unparse(part.value) + spec + "}")
+        return "fstring", "".join(out)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = template(node.left), template(node.right)
+        if left or right:  # a computed operand (an IfExp, a call) becomes a placeholder
+            left = left or ("fstring", "{" + ast.unparse(node.left) + "}")
+            right = right or ("fstring", "{" + ast.unparse(node.right) + "}")
+            styles = {left[0], right[0]} - {"literal"}
+            style = styles.pop() if len(styles) == 1 else ("mixed" if styles else "literal")
+            return style, left[1] + right[1]
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "format" and isinstance(node.func.value, ast.Constant)):
+        return "format", str(node.func.value.value)
+    return None
+
+
+def parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
+    return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+
+def message_site(const: ast.expr, up: dict[ast.AST, ast.AST]) -> tuple[ast.expr, ast.AST]:
+    """Grow a string constant to its whole message expression, and the statement around it."""
+    node: ast.AST = const
+    while isinstance(up.get(node), (ast.JoinedStr, ast.BinOp, ast.FormattedValue)) or (
+        isinstance(up.get(node), ast.Attribute) and getattr(up[node], "attr", "") == "format"
+    ):
+        node = up[node]
+        if isinstance(node, ast.Attribute):
+            node = up[node]  # the .format(...) call
+    expr = node
+    while not isinstance(node, ast.stmt):
+        node = up[node]
+    assert isinstance(expr, ast.expr)
+    return expr, node
+
+
+def call_name(stmt: ast.AST, expr: ast.expr, up: dict[ast.AST, ast.AST]) -> str:
+    """What the message is given to: ``logger.info``, ``raise ValueError``, ``assign msg``..."""
+    node: ast.AST | None = up.get(expr)
+    while node is not None and not isinstance(node, ast.stmt):
+        if isinstance(node, ast.Call):
+            return ast.unparse(node.func)
+        node = up.get(node)
+    if isinstance(stmt, ast.Raise) and stmt.exc is not None:
+        return "raise"
+    return type(stmt).__name__.lower()
+
+
+def excerpt(lines: list[str], stmt: ast.AST) -> str:
+    start, end = stmt.lineno, getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno
+    return "\n".join(lines[start - 1 : min(end, start + 14)])
+
+
+def package_files(root: Path, package: str) -> list[tuple[str, str, ast.AST]]:
+    out = []
+    for path in sorted((root / package).rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if SKIP.search("/" + rel):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            out.append((rel, text, ast.parse(text)))
+        except SyntaxError:
+            continue
+    return out
+
+
+def log_facts(files: list[tuple[str, str, ast.AST]],
+              wanted: dict[str, tuple[str, ...]]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {fact: [] for fact in wanted}
+    for rel, text, tree in files:
+        # A cheap filter on the anchors' first words (an anchor may span implicitly joined
+        # literals, so the whole of it need not appear in the file's text).
+        if not any(a.lstrip("=")[:10] in text for anchors in wanted.values() for a in anchors):
+            continue
+        up, lines = parents(tree), text.splitlines()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text_of_node = node.value
+            elif isinstance(node, ast.JoinedStr):  # anchors may span an f-string's pieces
+                text_of_node = (template(node) or ("", ""))[1]
+            else:
+                continue
+            for fact, anchors in wanted.items():
+                if not any(text_of_node == a[1:] if a.startswith("=") else a in text_of_node
+                           for a in anchors):
+                    continue
+                expr, stmt = message_site(node, up)
+                made = template(expr)
+                if made is None:
+                    continue
+                site = {"file": rel, "line": stmt.lineno, "call": call_name(stmt, expr, up),
+                        "style": made[0], "format": made[1], "excerpt": excerpt(lines, stmt)}
+                if site not in found[fact]:
+                    found[fact].append(site)
+    return {fact: sites for fact, sites in found.items() if sites}
+
+
+def stats_parts(files: list[tuple[str, str, ast.AST]]) -> list[dict[str, Any]]:
+    """The periodic stats line: built from ``log_parts`` (0.9+) or one literal (0.8)."""
+    out = []
+    for rel, text, tree in files:
+        if "Avg prompt throughput" not in text or "metrics" not in rel:
+            continue
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            parts = [n.value for n in ast.walk(fn) if isinstance(n, ast.Constant)
+                     and isinstance(n.value, str) and re.search(r"%[.\d]*[dfs]", n.value)
+                     and ("log_parts" in ast.unparse(fn) or "Avg prompt" in n.value)]
+            if any("Avg prompt throughput" in p for p in parts):
+                out.append({"file": rel, "line": fn.lineno, "function": fn.name, "parts": parts})
+    return out
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def _labels(node: ast.expr | None, fn: ast.AST | None) -> list[str] | str | None:
+    if node is None:
+        return None
+    if isinstance(node, (ast.List, ast.Tuple)):
+        vals = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+        return [str(v) for v in vals] if len(vals) == len(node.elts) else ast.unparse(node)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _labels(node.left, fn), _labels(node.right, fn)
+        if isinstance(left, list) and isinstance(right, list):
+            return left + right
+    if isinstance(node, ast.Name) and fn is not None:
+        for stmt in ast.walk(fn):
+            if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                    and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id == node.id):
+                return _labels(stmt.value, None)
+    return ast.unparse(node)
+
+
+def dataclass_fields(files: list[tuple[str, str, ast.AST]], rel: str, cls: str) -> list[str]:
+    for name, _text, tree in files:
+        if name != rel:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == cls:
+                return [s.target.id for s in node.body if isinstance(s, ast.AnnAssign)
+                        and isinstance(s.target, ast.Name) and not s.target.id.startswith("_")
+                        and "ClassVar" not in ast.unparse(s.annotation)]
+    return []
+
+
+def metrics(files: list[tuple[str, str, ast.AST]]) -> dict[str, list[dict[str, Any]]]:
+    """Every definition of every ``vllm:`` metric (V0 and V1 engines may both define one)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for rel, text, tree in files:
+        if '"vllm:' not in text:
+            continue
+        up = parents(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            kw = {k.arg: k.value for k in node.keywords if k.arg}
+            name = kw.get("name") or (node.args[0] if node.args else None)
+            if not (isinstance(name, ast.Constant) and str(name.value).startswith("vllm:")):
+                continue
+            func = ast.unparse(node.func).lower()
+            kind = next((k for k in ("counter", "gauge", "histogram") if k in func), None)
+            if kind is None:
+                continue
+            fn: ast.AST | None = node
+            while fn is not None and not isinstance(fn, ast.FunctionDef):
+                fn = up.get(fn)
+            # prometheus_client exposes a Counter as <name>_total.
+            exposed = str(name.value).removesuffix("_total") + "_total" if kind == "counter" \
+                else str(name.value)
+            out.setdefault(exposed, []).append({"file": rel, "line": node.lineno, "kind": kind,
+                                                "labels": _labels(kw.get("labelnames"), fn)})
+        for node in ast.walk(tree):  # vllm:cache_config_info: one label per CacheConfig field
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) \
+                    and node.value.value == "vllm:cache_config_info":
+                labels = dataclass_fields(files, "vllm/config/cache.py", "CacheConfig") or \
+                    dataclass_fields(files, "vllm/config.py", "CacheConfig")
+                out["vllm:cache_config_info"] = [{"file": rel, "line": node.lineno,
+                                                  "kind": "gauge",
+                                                  "labels": sorted({*labels, "engine"})}]
+    return dict(sorted(out.items()))
+
+
+# ------------------------------------------------------------------------------ routes, flags
+
+
+def routes(files: list[tuple[str, str, ast.AST]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for rel, _text, tree in files:
+        if not rel.startswith("vllm/entrypoints/"):
+            continue
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for deco in fn.decorator_list:
+                if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)
+                        and deco.func.attr in ROUTE_METHODS and deco.args
+                        and isinstance(deco.args[0], ast.Constant)
+                        and str(deco.args[0].value).startswith("/")):
+                    continue
+                path = str(deco.args[0].value)
+                entry = out.setdefault(path, {"methods": [], "file": rel, "line": deco.lineno,
+                                              "handler": fn.name})
+                methods = [deco.func.attr.upper()]
+                for kw in deco.keywords:
+                    if kw.arg == "methods" and isinstance(kw.value, (ast.List, ast.Tuple)):
+                        methods = [str(getattr(e, "value", "?")) for e in kw.value.elts]
+                for method in methods:
+                    if method not in entry["methods"]:
+                        entry["methods"].append(method)
+                if path == "/health":
+                    body = ast.unparse(fn)
+                    entry["status_codes"] = sorted({int(c) for c in re.findall(
+                        r"status_code=(\d{3})", body)} | {200})
+        for node in ast.walk(tree):  # /metrics is prometheus_client's app, mounted
+            if (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("Mount")
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                out.setdefault(str(node.args[0].value), {"methods": ["GET"], "file": rel,
+                                                         "line": node.lineno, "handler": "Mount"})
+    return dict(sorted(out.items()))
+
+
+def serve_flags(files: list[tuple[str, str, ast.AST]]) -> dict[str, dict[str, Any]]:
+    """Flag names with their aliases: explicit add_argument calls, and one ``--field-name`` per
+    field of the FrontendArgs dataclasses (vLLM derives those flags from the fields)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rel, _text, tree in files:
+        if rel not in FLAG_FILES:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr == "add_argument":
+                names = [a.value for a in node.args if isinstance(a, ast.Constant)
+                         and str(a.value).startswith("-")]
+                if names and rel != "vllm/entrypoints/cli/serve.py":
+                    longs = [n for n in names if n.startswith("--")] or names
+                    out.setdefault(longs[0], {"aliases": [n for n in names if n != longs[0]],
+                                              "file": rel, "line": node.lineno})
+            if isinstance(node, ast.ClassDef) and node.name.endswith("FrontendArgs"):
+                for field in dataclass_fields(files, rel, node.name):
+                    out.setdefault("--" + field.replace("_", "-"),
+                                   {"aliases": [], "file": rel,
+                                    "line": node.lineno, "field": f"{node.name}.{field}"})
+    return dict(sorted(out.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("source", type=Path, help="a vLLM or uvicorn wheel (.whl), or a checkout")
+    ap.add_argument("--version", help="version to record (default: from vllm/_version.py)")
+    ap.add_argument("--out", type=Path, default=OUT,
+                    help="directory for <package>-<version>.json")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        root, package = unpack(args.source, Path(tmp))
+        files = package_files(root, package)
+        wanted = LOG_FACTS if package == "vllm" else UVICORN_FACTS
+        facts: dict[str, Any] = {"_provenance": provenance(root, package, args.source,
+                                                           args.version),
+                                 "logs": log_facts(files, wanted)}
+        if package == "vllm":
+            facts |= {"stats_line": stats_parts(files), "metrics": metrics(files),
+                      "routes": routes(files), "serve_flags": serve_flags(files)}
+    version = facts["_provenance"]["version"]
+    missing = sorted(set(wanted) - set(facts["logs"]))
+    facts["_provenance"]["absent"] = missing  # facts this version does not print at all
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / f"{package}-{version}.json"
+    target.write_text(json.dumps(facts, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    counts = ", ".join(f"{len(facts[k])} {k}" for k in ("metrics", "routes", "serve_flags")
+                       if k in facts)
+    print(f"{target}: {len(facts['logs'])} log facts ({len(missing)} absent: "
+          f"{', '.join(missing) or '-'}){', ' + counts if counts else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
