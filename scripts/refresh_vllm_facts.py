@@ -65,6 +65,7 @@ LOG_FACTS: dict[str, tuple[str, ...]] = {
     "shutdown": ("shutting down FastAPI HTTP server", "Shutting down FastAPI HTTP server",
                  "Shutting down."),
     "kv_too_small": ("max seq len (",),
+    "kv_estimate": ("the estimated maximum model length is {",),
     "no_kv_memory": ("No available memory for the cache blocks",),
     "max_model_len_too_long": ("User-specified max_model_len (",),
     "bad_reasoning_parser": ("invalid reasoning parser: ",),

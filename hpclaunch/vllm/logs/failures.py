@@ -45,6 +45,9 @@ class Rule:
     reason: str  # str.format template over the pattern's named groups and ``fields``
     fix: str
     fields: Fields | None = None
+    # Who writes the text: "vllm" rows are traced to a format string in vLLM's source (see
+    # tests/data/vllm-source/); the others name the program whose wording they match.
+    origin: str = "vllm"
 
     def apply(self, m: re.Match[str], level: str | None) -> Failure | None:
         """The failure this match proves, or None when the row declines it."""
@@ -157,12 +160,12 @@ RULES: tuple[Rule, ...] = (
          _R(r"error: unrecognized arguments: (?P<flags>.+?)\s*$"),
          "this vLLM does not know {flags}",
          "remove or rename {flags}: flags differ between vLLM versions, and "
-         "`vllm serve --help=all` on the cluster lists the ones it knows"),
+         "`vllm serve --help=all` on the cluster lists the ones it knows", origin="argparse"),
     Rule(11, "bad_argument", (": error: ",),
          _R(r"^(?:vllm(?: serve)?|\S+\.py): error: (?P<what>.+?)\s*$"),
          "vllm serve rejected its arguments: {what}",
          "fix that argument; spell flags out in full (argparse also accepts unambiguous "
-         "prefixes)"),
+         "prefixes)", origin="argparse"),
     Rule(15, "bad_reasoning_parser", ("reasoning parser: ",),
          _R(r"[Ii]nvalid reasoning parser: (?P<name>\S+)(?: \(chose from \{(?P<known>[^}]*)\}\))?"),
          "--reasoning-parser {name} is not registered in this vLLM{hint}",
@@ -173,11 +176,11 @@ RULES: tuple[Rule, ...] = (
          _R(rf"^(?=.*(?:EADDRINUSE|failed to listen))(?=.*(?:{_PORT_TAKEN}))", re.I),
          "an internal (torch.distributed) port is already taken on this node",
          "another job on the node uses the same internal ports: set VLLM_PORT (or "
-         "MASTER_PORT) to a free range, or run on another node"),
+         "MASTER_PORT) to a free range, or run on another node", origin="torch.distributed"),
     Rule(20, "port_in_use", _PORT_NEEDLES, _R(_PORT_TAKEN, re.I),
          "{which} is already in use on this node",
          "pick another --port (or let hpclaunch choose a free one), or stop the server holding "
-         "it", _http_port),
+         "it", _http_port, origin="the OS (errno 98)"),
     Rule(25, "model_not_found", _MODEL,
          _R(r"Invalid repository ID or local directory specified: '(?P<model>[^']*)'|"
             + "|".join(map(re.escape, _MODEL[1:]))),
@@ -194,12 +197,13 @@ RULES: tuple[Rule, ...] = (
          _R(r"User-specified max_model_len \((?P<len>\d+)\) is greater than the derived "
             r"max_model_len"),
          "--max-model-len {len} is longer than the model's context",
-         "lower --max-model-len, or set" + _LONG_LEN_FIX, _not_a_warning),
+         "lower --max-model-len, or set" + _LONG_LEN_FIX, _not_a_warning,
+         origin="vllm before 0.8 (no derived value quoted)"),
     Rule(35, "no_gpu", ("No CUDA GPUs", "Found no NVIDIA driver"),
          _R(r"No CUDA GPUs are available|Found no NVIDIA driver"),
          "no GPU is visible to vLLM",
          "request GPUs from the scheduler (e.g. --gres=gpu:N, -l ngpus=N) and check "
-         "CUDA_VISIBLE_DEVICES"),
+         "CUDA_VISIBLE_DEVICES", origin="torch"),
     Rule(40, "kv_too_small", ("max seq len",), _R(r"max seq len \((?P<len>\d+)\)"),
          "the KV cache cannot hold one request of max_model_len {len}{detail}",
          "{first} raise --gpu-memory-utilization or use tensor parallelism", _kv_limits),
@@ -213,7 +217,8 @@ RULES: tuple[Rule, ...] = (
             r"\((?P<seqs>\d+),\)"),
          "FlashInfer warm-up needs at least 9 sequences but --max-num-seqs is {seqs} (a "
          "FlashInfer bug seen on Blackwell consumer GPUs such as the RTX 5090)",
-         "raise --max-num-seqs to ≥ 9, or use another attention backend", _flashinfer_small),
+         "raise --max-num-seqs to ≥ 9, or use another attention backend", _flashinfer_small,
+         origin="numpy (inside FlashInfer)"),
     # CUDA out of memory, most specific wording first.
     Rule(55, "cuda_oom", ("Free memory on device",),
          _R(r"Free memory on device(?: \S+)? \((?P<free>[\d.]+)/(?P<total>[\d.]+) GiB\) on "
@@ -231,7 +236,7 @@ RULES: tuple[Rule, ...] = (
             r"has a total capacity of (?P<total>[\d.]+ \w+) of which (?P<free>[\d.]+ \w+) is "
             r"free"),
          "CUDA out of memory: tried to allocate {tried} with {free} free of {total} on GPU {gpu}",
-         _OOM_FIX),
+         _OOM_FIX, origin="torch"),
     Rule(58, "cuda_oom", ("out of memory", "OutOfMemory", "not enough GPU memory"),
          _R(r"CUDA out of memory|OutOfMemoryError|CUDA (?:driver )?error: out of memory"
             r"|Failed to load model - not enough GPU memory"),
@@ -240,27 +245,29 @@ RULES: tuple[Rule, ...] = (
     Rule(70, "killed_by_scheduler", ("oom_kill", "oom-kill"),
          _R(r"Detected (?P<n>\d+) oom[-_]kill event"),
          "the scheduler killed the job: host memory exhausted ({n} oom_kill event)",
-         "request more host memory (--mem / --mem-per-gpu); GPU memory was not the problem"),
+         "request more host memory (--mem / --mem-per-gpu); GPU memory was not the problem",
+         origin="Slurm"),
     Rule(71, "killed_by_scheduler", ("PBS: job killed",),
          _R(r"=>> PBS: job killed: walltime (?P<used>\S+) exceeded limit (?P<limit>\S+)"),
          "PBS killed the job: walltime {used} s exceeded its limit of {limit} s",
-         "ask for a longer -l walltime= or resubmit"),
+         "ask for a longer -l walltime= or resubmit", origin="PBS"),
     Rule(71, "killed_by_scheduler", ("PBS: job killed",),
          _R(r"=>> PBS: job killed: (?P<what>\w+) (?P<used>\S+) exceeded limit (?P<limit>\S+)"),
          "PBS killed the job: {what} {used} exceeded its limit of {limit}",
-         "request more {what} (-l {what}=...) and resubmit"),
+         "request more {what} (-l {what}=...) and resubmit", origin="PBS"),
     Rule(72, "killed_by_scheduler", ("CANCELLED AT",),
          _R(_SLURM_CANCEL + r"DUE TO TIME LIMIT \*\*\*"),
          "Slurm job {job} on {host} reached its time limit at {at}",
-         "ask for a longer --time (walltime) or resubmit"),
+         "ask for a longer --time (walltime) or resubmit", origin="Slurm"),
     Rule(73, "killed_by_scheduler", ("CANCELLED AT",),
          _R(_SLURM_CANCEL + r"DUE TO PREEMPTION \*\*\*"),
          "Slurm job {job} on {host} was preempted at {at}",
-         "resubmit, or use a partition/QOS that is not preemptible"),
+         "resubmit, or use a partition/QOS that is not preemptible", origin="Slurm"),
     Rule(74, "killed_by_scheduler", ("CANCELLED AT",),
          _R(_SLURM_CANCEL + r"DUE TO (?P<why>[A-Z][A-Z ]*?) \*\*\*"),
          "Slurm job {job} on {host} was cancelled due to {why} at {at}",
-         "resubmit; if it repeats, ask the cluster admins about the node", _lower),
+         "resubmit; if it repeats, ask the cluster admins about the node", _lower,
+         origin="Slurm"),
     # A plain "CANCELLED AT t ***" (no DUE TO) is scancel, e.g. `hpclaunch stop`: not a failure.
     Rule(80, "engine_dead", ("EngineDeadError",), _R("EngineDeadError"),
          "the engine died while serving",

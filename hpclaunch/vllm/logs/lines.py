@@ -90,7 +90,11 @@ WRAPPERS = (
     "SystemExit",
     "CancelledError",
 )
-STARTUP_LINE = re.compile(r"^(?:DEBUG|INFO|WARNING|ERROR) \d\d-\d\d |^\([\w.-]+ pid=\d+", re.M)
+# Any vLLM logger line.  0.10-0.19 write the process prefix in colour even to a file
+# (decorate_logs: f"{CYAN}({worker_name} pid={pid}){RESET} ").
+STARTUP_LINE = re.compile(
+    r"^(?:DEBUG|INFO|WARNING|ERROR) \d\d-\d\d |^(?:\x1b\[[0-9;]*m)?\([\w.-]+ pid=\d+", re.M
+)
 
 
 def year_for(ts: str, now: datetime) -> datetime | None:
