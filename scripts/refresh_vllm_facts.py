@@ -63,13 +63,17 @@ LOG_FACTS: dict[str, tuple[str, ...]] = {
     "stats_disabled": ("api_server_count more than 1",),
     "headless": ("data parallel engine(s) in headless mode",),
     "shutdown": ("shutting down FastAPI HTTP server", "Shutting down FastAPI HTTP server",
-                 "Shutting down."),
+                 "Shutting down.", "[shutdown] API server: "),
     "kv_too_small": ("max seq len (",),
     "kv_estimate": ("the estimated maximum model length is {",),
     "no_kv_memory": ("No available memory for the cache blocks",),
     "max_model_len_too_long": ("User-specified max_model_len (",),
+    "max_model_len_raised": ("{msg} To allow overriding this maximum",),
+    "max_model_len_caution": ("must be used with extreme caution",),
     "bad_reasoning_parser": ("invalid reasoning parser: ",),
     "oom_loading": ("Failed to load model - not enough GPU memory",),
+    "oom_loading_logged": ("{msg} (original error: {e})",),
+    "attention_backend": ("Using %s attention backend", "=Using %s backend."),
     "oom_sampler": ("out of memory occurred when warming up sampler with",),
     "gpu_busy": ("is less than desired GPU memory utilization",),
     "engine_start_failed": ("EngineCore failed to start",),
@@ -258,9 +262,11 @@ def stats_parts(files: list[tuple[str, str, ast.AST]]) -> list[dict[str, Any]]:
         for fn in ast.walk(tree):
             if not isinstance(fn, ast.FunctionDef):
                 continue
-            parts = [n.value for n in ast.walk(fn) if isinstance(n, ast.Constant)
+            found = [n for n in ast.walk(fn) if isinstance(n, ast.Constant)
                      and isinstance(n.value, str) and re.search(r"%[.\d]*[dfs]", n.value)
                      and ("log_parts" in ast.unparse(fn) or "Avg prompt" in n.value)]
+            found.sort(key=lambda n: (n.lineno, n.col_offset))  # the order they are joined in
+            parts = [str(n.value) for n in found]
             if any("Avg prompt throughput" in p for p in parts):
                 out.append({"file": rel, "line": fn.lineno, "function": fn.name, "parts": parts})
     return out

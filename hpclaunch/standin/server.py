@@ -69,6 +69,9 @@ FAIL_MODES = (
     "flashinfer", "exit", "crash_after_ready", "hang_after_ready",
 )
 _DOCS = "https://docs.vllm.ai/en/latest/configuration/conserving_memory/"
+# vllm/entrypoints/common/startup.py: the logo, monochrome (not a terminal), version and model.
+_LOGO = ("\n       █     █     █▄   ▄█\n ▄▄ ▄█ █     █     █ ▀▄▀ █  version %s\n"
+         "  █▄█▀ █     █     █     █  model   %s\n   ▀▀  ▀▀▀▀▀ ▀▀▀▀▀ ▀     ▀\n")
 _SITE = "/opt/venv/lib/python3.12/site-packages"
 GiB = kv.GiB
 
@@ -107,7 +110,7 @@ class Log:
     def log(self, proc: str, level: str, src: str, msg: str) -> None:
         stamp = time.strftime("%m-%d %H:%M:%S")
         head = f"{self.prefix(proc)}{level} {stamp} [{src}] "
-        self.write("\n".join(head + line for line in msg.split("\n")))
+        self.write("\r\n".join(head + line for line in msg.split("\n")))  # NewLineFormatter
 
     def info(self, proc: str, src: str, msg: str) -> None:
         self.log(proc, "INFO", src, msg)
@@ -119,7 +122,7 @@ class Log:
         self.log(proc, "ERROR", src, msg)
 
     def uvicorn(self, proc: str, msg: str) -> None:
-        self.write(f"{self.prefix(proc)}INFO:     {msg}", self.err)
+        self.write(f"INFO:     {msg}", self.err)  # 0.33: uvicorn's own format, no prefix
 
     def traceback(self, proc: str, frames: list[tuple[str, int, str, str]], exc: str) -> None:
         """A Python traceback on stderr, every line carrying the process prefix."""
@@ -127,7 +130,7 @@ class Log:
         for path, lineno, func, code in frames:
             lines += [f'  File "{path}", line {lineno}, in {func}', f"    {code}"]
         lines += exc.split("\n")
-        self.write("\n".join(self.prefix(proc) + line for line in lines), self.err)
+        self.write("\n".join(lines), self.err)  # plain stderr: no prefix in 0.33
 
 
 # --------------------------------------------------------------------------- settings
@@ -425,7 +428,7 @@ class StandIn:
             lines += [f'  File "{path}", line {lineno}, in {func}', f"    {code}"]
         lines += exc.split("\n")
         self.log.error(proc, "core.py:866", "\n".join(lines))
-        self.log.write(f"{self.log.prefix(proc)}Process {proc}:", self.log.err)
+        self.log.write(f"Process {proc}:", self.log.err)
         self.log.traceback(proc, core + frames, exc)
         self.log.traceback("APIServer", [
             (f"{_SITE}/vllm/entrypoints/openai/api_server.py", 1963, "run_server_worker",
@@ -474,17 +477,7 @@ class StandIn:
     def fail_oom(self, rank: int) -> int:
         worker = self._workers(rank)[0]
         total = self.s.gpu.memory_gib
-        self.log.error(worker, "gpu_model_runner.py:3452",
-                       "Failed to load model - not enough GPU memory. Try lowering "
-                       "--gpu-memory-utilization to free memory for weights, increasing "
-                       "--tensor-parallel-size, or using --quantization. See "
-                       f"{_DOCS} for more tips.")
-        return self._engine_failure(rank, [
-            (f"{_SITE}/vllm/v1/worker/gpu_model_runner.py", 3431, "load_model",
-             "self.model = model_loader.load_model("),
-            (f"{_SITE}/torch/nn/modules/module.py", 1355, "convert",
-             "return t.to(device, dtype if t.is_floating_point() else None)"),
-        ], "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 128.00 MiB. GPU 0 "
+        torch_error = ("CUDA out of memory. Tried to allocate 128.00 MiB. GPU 0 "
            f"has a total capacity of {total:.2f} GiB of which 16.00 MiB is free. Including "
            f"non-PyTorch memory, this process has {total - 0.02:.2f} GiB memory in use. Of the "
            f"allocated memory {total - 0.55:.2f} GiB is allocated by PyTorch, and 21.04 MiB is "
@@ -492,6 +485,17 @@ class StandIn:
            "setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.  "
            "See documentation for Memory Management  "
            "(https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)")
+        self.log.error(worker, "gpu_model_runner.py:5086",
+                       "Failed to load model - not enough GPU memory. Try lowering "
+                       "--gpu-memory-utilization to free memory for weights, increasing "
+                       "--tensor-parallel-size, or using --quantization. See "
+                       f"{_DOCS} for more tips. (original error: {torch_error})")
+        return self._engine_failure(rank, [
+            (f"{_SITE}/vllm/v1/worker/gpu_model_runner.py", 3431, "load_model",
+             "self.model = model_loader.load_model("),
+            (f"{_SITE}/torch/nn/modules/module.py", 1355, "convert",
+             "return t.to(device, dtype if t.is_floating_point() else None)"),
+        ], f"torch.OutOfMemoryError: {torch_error}")
 
     def fail_kv_too_small(self, rank: int, available: int) -> int:
         m = self.mem
@@ -505,7 +509,8 @@ class StandIn:
            f"({m.max_model_len}), ({_gib(needed)} GiB KV cache is needed, which is larger than "
            f"the available KV cache memory ({_gib(available)} GiB). Based on the available "
            f"memory, the estimated maximum model length is {estimate}. Try increasing "
-           "`gpu_memory_utilization` or decreasing `max_model_len` when initializing the "
+           "`gpu_memory_utilization` (which also controls CPU memory on the CPU backend) or "
+           "decreasing `max_model_len` when initializing the "
            f"engine. See {_DOCS} for more details.")
 
     def fail_no_kv_memory(self, rank: int) -> int:
@@ -513,12 +518,14 @@ class StandIn:
             (f"{_SITE}/vllm/v1/core/kv_cache_utils.py", 701, "check_enough_kv_cache_memory",
              "raise ValueError("),
         ], "ValueError: No available memory for the cache blocks. Try increasing "
-           "`gpu_memory_utilization` when initializing the engine. See "
+           "`gpu_memory_utilization` when initializing the engine (this flag also controls CPU "
+           "memory reservation on the CPU backend, despite its name). See "
            f"{_DOCS} for more details.")
 
     def fail_flashinfer(self, rank: int) -> int:
         n = self.s.max_num_seqs if self.s.max_num_seqs < 9 else 8
-        self.log.info(self._workers(rank)[0], "cuda.py:364", "Using FlashInfer backend.")
+        self.log.info(self._workers(rank)[0], "cuda.py:508", "Using FLASHINFER attention backend "
+                      "out of potential backends: ['FLASHINFER', 'TRITON_ATTN'].")
         return self._engine_failure(rank, [
             (f"{_SITE}/vllm/v1/worker/gpu_model_runner.py", 4210, "capture_model",
              "self._capture_cudagraphs("),
@@ -555,8 +562,7 @@ class StandIn:
             log.error("APIServer", "standin.py:2", f"HPCLAUNCH_STANDIN_FAIL={s.fail!r} is not "
                       f"one of {', '.join(FAIL_MODES)}")
             return 2
-        log.info("APIServer", "api_server.py:1885",
-                 f"vLLM API server version {VLLM_VERSION}")
+        log.info("APIServer", "launcher.py:367", _LOGO % (VLLM_VERSION, s.model))
         log.info("APIServer", "utils.py:253", f"non-default args: {s.shown_args}")
         parsers = (parser_names(VLLM_VERSION) or {}).get("reasoning", ())
         if s.fail == "bad_parser" or (s.reasoning_parser and parsers
@@ -695,7 +701,7 @@ class StandIn:
 
     def _shutdown(self, serving: bool) -> int:
         log = self.log
-        log.info("APIServer", "launcher.py:110", "Shutting down FastAPI HTTP server.")
+        log.info("APIServer", "launcher.py:256", "[shutdown] API server: shutdown triggered")
         if self.server is not None:
             if serving:
                 self.server.shutdown()
@@ -815,7 +821,7 @@ class StandIn:
         family("vllm:cache_config_info", "gauge", "Information of the LLMEngine CacheConfig",
                [(f'block_size="{self.s.block_size}",cache_dtype="{self.s.kv_cache_dtype}",'
                  f'engine="{e.rank}",gpu_memory_utilization="{self.s.gpu_util}",'
-                 f'model_name="{name}",num_gpu_blocks="{blocks}"', 1) for e in engines])
+                 f'num_gpu_blocks="{blocks}"', 1) for e in engines])
         return "\n".join(out) + "\n"
 
     def models_body(self) -> dict[str, Any]:
@@ -902,7 +908,7 @@ class _Handler(BaseHTTPRequestHandler):
         if standin.s.access_log:
             phrase = HTTPStatus(status).phrase
             standin.log.write(
-                f'{standin.log.prefix("APIServer")}INFO:     {self.client_address[0]}:'
+                f'INFO:     {self.client_address[0]}:'
                 f'{self.client_address[1]} - "{self.command} {self.path} '
                 f'{self.request_version}" {status} {phrase}')
 

@@ -25,6 +25,7 @@ _FACT_WORDS = (
     "Application startup complete",
     "Shutting down",
     "application shutdown",
+    "[shutdown] API server",
     "KV cache",
     "blocks: ",
     "Maximum concurrency",
@@ -38,6 +39,8 @@ _FACT_WORDS = (
     "api_server_count",
     "[hpclaunch_standin]",
 )
+# A stop begins: 0.33 logs "[shutdown] API server: shutdown triggered", then uvicorn's lines.
+_STOPPING = ("Shutting down", "Waiting for application shutdown", "[shutdown] API server")
 _EXCEPTION_WORDS = ("Traceback (most recent", "Error", "Exception")
 _WORDS = set(_FACT_WORDS + _EXCEPTION_WORDS + tuple(n for r in RULES for n in r.needles))
 # A word that contains another one adds nothing ("EngineDeadError" is found through "Error"),
@@ -120,7 +123,7 @@ class _Parser:
                 self.v0_prefix_hit = None
         elif m := L.V0_PREFIX_HIT.match(msg):
             self.v0_prefix_hit = float(m[1])
-        elif msg.startswith(("Shutting down", "Waiting for application shutdown")):
+        elif msg.startswith(_STOPPING):
             self.stopping = True
         elif msg.startswith("Application startup complete"):
             self.ready = True

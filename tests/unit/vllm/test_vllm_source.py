@@ -255,3 +255,14 @@ def test_the_rendering_really_uses_the_source_strings() -> None:
     r = parse_lines(log_line("0.33.0", "INFO", render(site, "0.33.0", "kv_cache_size")))
     assert r.startup.kv_cache_tokens == []
     assert FSTRING_VALUES["max_model_len"] == "262144"
+
+
+@pytest.mark.parametrize("site", sites("0.33.0", "shutdown"),
+                         ids=lambda s: f"{s['file']}:{s['line']}")
+def test_errors_after_a_0_33_shutdown_line_are_not_a_failure(site: dict[str, Any]) -> None:
+    # Requests cut off by a stop log errors; vLLM 0.33 announces the stop with these lines.
+    text = site["format"] % ("drain", 30) if site["style"] == "percent" else site["format"]
+    r = parse_lines(log_line("0.33.0", "INFO", "Application startup complete."),
+                    log_line("0.33.0", "INFO", text),
+                    log_line("0.33.0", "ERROR", "EngineCore failed to start."))
+    assert r.failure is None, text

@@ -103,27 +103,33 @@ def sites(version: str, fact: str) -> list[dict[str, Any]]:
     return found
 
 
-def fill(text: str, values: dict[str, str]) -> str:
-    """An f-string template: ``{expression}`` from ``values`` (nested braces allowed)."""
-    out, i = [], 0
+def pieces(text: str) -> list[tuple[bool, str]]:
+    """An f-string template as (is_placeholder, text) pieces; placeholders may nest braces."""
+    out: list[tuple[bool, str]] = []
+    i = 0
     while i < len(text):
         if text.startswith(("{{", "}}"), i):
-            out.append(text[i])
+            out.append((False, text[i]))
             i += 2
         elif text[i] == "{":
             depth, j = 1, i + 1
             while depth:
                 depth += {"{": 1, "}": -1}.get(text[j], 0)
                 j += 1
-            key = text[i + 1 : j - 1]
-            if key not in values:
-                raise KeyError(f"no realistic value for the f-string expression {{{key}}}")
-            out.append(values[key])
+            out.append((True, text[i + 1 : j - 1]))
             i = j
         else:
-            out.append(text[i])
+            out.append((False, text[i]))
             i += 1
-    return "".join(out)
+    return out
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    """An f-string template: ``{expression}`` from ``values``."""
+    missing = [key for is_key, key in pieces(text) if is_key and key not in values]
+    if missing:
+        raise KeyError(f"no realistic value for the f-string expressions {missing}")
+    return "".join(values[t] if is_key else t for is_key, t in pieces(text))
 
 
 def render(site: dict[str, Any], version: str, fact: str, **extra: str) -> str:
@@ -170,21 +176,15 @@ def template_regex(fmt: str, style: str) -> re.Pattern[str]:
     """A regex matching any rendering of a format string (for lines we did not render)."""
     if style == "literal":
         return re.compile(re.escape(fmt))
-    pieces = []
+    out: list[str] = []
     if style == "percent":
         pos = 0
         for m in _CONVERSION.finditer(fmt):
-            pieces.append(re.escape(fmt[pos : m.start()]))
+            out.append(re.escape(fmt[pos : m.start()]))
             conv = m.group()
-            pieces.append("%" if conv == "%%" else r"-?[\d.]+" if conv[-1] in "df" else ".*?")
+            out.append("%" if conv == "%%" else r"-?[\d.]+" if conv[-1] in "df" else ".*?")
             pos = m.end()
-        pieces.append(re.escape(fmt[pos:]))
+        out.append(re.escape(fmt[pos:]))
     else:
-        for part in re.split(r"(\{\{|\}\}|\{[^{}]*\})", fmt):
-            if part in ("{{", "}}"):
-                pieces.append(re.escape(part[0]))
-            elif part.startswith("{"):
-                pieces.append(".*?")
-            else:
-                pieces.append(re.escape(part))
-    return re.compile("".join(pieces) + r"\Z")
+        out.extend(".*?" if is_key else re.escape(t) for is_key, t in pieces(fmt))
+    return re.compile("".join(out) + r"\Z")
