@@ -267,7 +267,7 @@ def test_every_line_the_stand_in_prints_is_a_real_format_string(
 def test_the_runs_cover_startup_stats_shutdown_and_each_failure(
         outputs: dict[str, dict[str, Any]]) -> None:
     everything = "\n".join(o["log"] for o in outputs.values())
-    for needle in ("█  version 0.33.0", "Engine 000: Avg prompt throughput",
+    for needle in (f"█  version {VERSION}", "Engine 000: Avg prompt throughput",
                    "2 Engines Aggregated: ",
                    "api_server_count more than 1", "headless mode",
                    "[shutdown] API server: shutdown triggered", "Application shutdown complete.",
