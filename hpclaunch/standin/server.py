@@ -562,8 +562,8 @@ class StandIn:
             log.error("APIServer", "standin.py:2", f"HPCLAUNCH_STANDIN_FAIL={s.fail!r} is not "
                       f"one of {', '.join(FAIL_MODES)}")
             return 2
-        log.info("APIServer", "launcher.py:367", _LOGO % (VLLM_VERSION, s.model))
-        log.info("APIServer", "utils.py:253", f"non-default args: {s.shown_args}")
+        log.info("APIServer", "startup.py:38", _LOGO % (VLLM_VERSION, s.model))
+        log.info("APIServer", "startup.py:96", f"non-default args: {s.shown_args}")
         parsers = (parser_names(VLLM_VERSION) or {}).get("reasoning", ())
         if s.fail == "bad_parser" or (s.reasoning_parser and parsers
                                       and s.reasoning_parser not in parsers):
@@ -659,11 +659,11 @@ class StandIn:
         assert self.server is not None
         if s.dp > 1 and s.api_server_count != 1:
             for i in range(s.api_server_count):
-                log.info(f"ApiServer_{i}", "async_llm.py:167",
+                log.warning(f"ApiServer_{i}", "loggers.py:1386",
                          "AsyncLLM created with api_server_count more than 1; disabling stats "
                          "logging to avoid incomplete stats.")
         host = s.host or "0.0.0.0"
-        log.info("APIServer", "api_server.py:1923",
+        log.info("APIServer", "entry.py:139",
                  f"Starting vLLM server on http://{host}:{self.server.server_port}")
         log.info("APIServer", "launcher.py:37", "Available routes are:")
         for route, methods in _ROUTES:

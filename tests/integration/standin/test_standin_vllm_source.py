@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.vllm.vllmsource import UVICORN, facts, template_regex
+from tests.unit.vllm.vllmsource import UVICORN, facts, level_of, template_regex
 
 VERSION = "0.33.0"
 MODEL = "Qwen/Qwen3-VL-2B-Instruct"
@@ -153,11 +153,12 @@ def _templates() -> list[tuple[str, re.Pattern[str]]]:
             "warning": alternatives("max_model_len_caution"),
             "estimated_msg": alternatives("kv_estimate"),
             "e": OUTSIDE["torch.OutOfMemoryError"].pattern}
-    out = [(f"{fact} {s['file']}:{s['line']}", re.compile(_regex(s, subs), re.S))
+    out = [(s["file"], level_of(s["call"]), re.compile(_regex(s, subs), re.S))
            for fact, sites in logs.items() for s in sites if fact != "logo"]
     logo = logs["logo"][0]["format"].replace("${w}", "").replace("${o}", "").replace(
         "${b}", "").replace("${r}", "")
-    out.append(("logo", re.compile(template_regex(logo, "percent").pattern, re.S)))
+    out.append((logs["logo"][0]["file"], "INFO",
+                re.compile(template_regex(logo, "percent").pattern, re.S)))
     stats = facts(f"vllm-{VERSION}")["stats_line"][0]["parts"]
     body = ""
     for i, part in enumerate(stats):
@@ -165,8 +166,8 @@ def _templates() -> list[tuple[str, re.Pattern[str]]]:
         required = part.split(":")[0] in ("Avg prompt throughput", "Avg generation throughput",
                                           "Running", "Waiting", "%s KV cache usage")
         body += piece if i == 0 else f"(?:, {piece})" + ("" if required else "?")
-    out.append(("stats line", re.compile(r"(?:Engine \d{3}|\d+ Engines Aggregated): " + body
-                                         + r"\Z")))
+    stats_rx = re.compile(r"(?:Engine \d{3}|\d+ Engines Aggregated): " + body + r"\Z")
+    out.append((facts(f"vllm-{VERSION}")["stats_line"][0]["file"], "INFO", stats_rx))
     return out
 
 
@@ -180,21 +181,26 @@ LOGGER = re.compile(r"\((?P<proc>[^()\s]+) pid=\d+\) (?P<level>[A-Z]+) \d\d-\d\d
                     r"\[(?P<src>[\w.]+):\d+\] (?P<msg>.*)")
 
 
-def _is_vllm_message(text: str) -> str | None:
-    return next((name for name, rx in TEMPLATES if rx.fullmatch(text)), None)
+def _sources(text: str) -> set[tuple[str, str | None]]:
+    """(file base name, level) of the vLLM format strings that render to ``text``."""
+    return {(Path(file).name, level) for file, level, rx in TEMPLATES if rx.fullmatch(text)}
+
+
+def _is_vllm_message(text: str) -> bool:
+    return bool(_sources(text))
 
 
 def _exception_ok(text: str) -> bool:
     exc, _, msg = text.partition(": ")
     if exc == "KeyError":  # str(KeyError(m)) is repr(m)
-        return _is_vllm_message(ast.literal_eval(msg)) is not None
+        return _is_vllm_message(ast.literal_eval(msg))
     if exc == "pydantic_core._pydantic_core.ValidationError":
         m = re.fullmatch(r"1 validation error for ModelConfig\n  Value error, (.*) "
                          r"\[type=value_error, input_value=.*, input_type=ArgsKwargs\]", msg, re.S)
-        return bool(m) and _is_vllm_message(m[1]) is not None
+        return bool(m) and _is_vllm_message(m[1])
     if exc in OUTSIDE and OUTSIDE[exc].fullmatch(msg):
         return True
-    return _is_vllm_message(msg) is not None
+    return _is_vllm_message(msg)
 
 
 def _traceback_ok(lines: list[str]) -> bool:
@@ -247,8 +253,13 @@ def problems(text: str) -> list[str]:
         if "[hpclaunch_standin]" in message:
             continue
         head_text, tb, rest = message.partition("\nTraceback (most recent call last):\n")
-        if _is_vllm_message(head_text) is None:
+        sources = _sources(head_text)
+        if not sources:
             out.append("logger: " + head_text[:300])
+        elif not any(first["src"] == f and level in (None, first["level"])
+                     for f, level in sources):  # [file.py:N] names the file that logs it
+            out.append(f"logger {first['level']} [{first['src']}] for a message from "
+                       f"{sorted(sources, key=str)}: {head_text[:120]}")
         if tb and not _traceback_ok([tb.strip("\n")] + rest.split("\n")):
             out.append("logged traceback: " + rest[-300:])
     flush()

@@ -26,6 +26,7 @@ from tests.unit.vllm.vllmsource import (
     SOURCE,
     VERSIONS,
     facts,
+    level_of,
     log_line,
     render,
     sites,
@@ -84,7 +85,7 @@ STARTUP: dict[str, Callable[[LogReport, str], object]] = {
 @pytest.mark.parametrize(("version", "fact", "site"), each_site(STARTUP))
 def test_each_startup_line_is_read_from_the_real_format(version: str, fact: str,
                                                         site: dict[str, Any]) -> None:
-    line = log_line(version, "INFO", render(site, version, fact))
+    line = log_line(version, level_of(site["call"]) or "INFO", render(site, version, fact))
     r = parse_lines(line)
     assert STARTUP[fact](r, version), (line, r)
     assert r.failure is None and r.started

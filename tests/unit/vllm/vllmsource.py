@@ -152,6 +152,13 @@ def render(site: dict[str, Any], version: str, fact: str, **extra: str) -> str:
     return fill(fmt, {**FSTRING_VALUES, **extra})
 
 
+def level_of(call: str) -> str | None:
+    """The level a logger method writes at (None when the text is not logged directly)."""
+    method = call.rsplit(".", 1)[-1].removesuffix("_once")
+    return {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "error": "ERROR",
+            "exception": "ERROR"}.get(method) if "log" in call or "lgr" in call else None
+
+
 def log_line(version: str, level: str, message: str, proc: str = "APIServer") -> str:
     """A logger line as that version writes it: its format, date format and process prefix.
 
