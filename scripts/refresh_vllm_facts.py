@@ -31,6 +31,19 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its helper modules, when imported
+
+from vllm_facts_api import metrics, routes, serve_flags  # noqa: E402
+from vllm_facts_ast import (  # noqa: E402
+    Files,
+    call_name,
+    excerpt,
+    message_site,
+    package_files,
+    parents,
+    template,
+)
+
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "vllm-source"
 
 # Log messages hpclaunch reads or its stand-in prints: id -> substrings that find the format
@@ -96,14 +109,6 @@ UVICORN_FACTS: dict[str, tuple[str, ...]] = {
     "shutdown_waiting": ("=Waiting for application shutdown.",),
     "shutdown_complete": ("=Application shutdown complete.",),
 }
-# Sites on other hardware (TPU, HPU, XPU, Neuron, CPU-only workers) print variants hpclaunch
-# does not target; tests, benchmarks and vendored code are not vLLM's messages.
-SKIP = re.compile(r"/(tests?|benchmarks|third_party)/|/(tpu|hpu|xpu|neuron|openvino)_|"
-                  r"/platforms/(?!cuda|interface)|/(tpu|hpu|xpu|neuron)/")
-ROUTE_METHODS = {"get", "post", "put", "delete", "api_route"}
-FLAG_FILES = ("vllm/engine/arg_utils.py", "vllm/entrypoints/openai/cli_args.py",
-              "vllm/entrypoints/common/cli_args.py", "vllm/entrypoints/cli/serve.py")
-
 
 def unpack(source: Path, tmp: Path) -> tuple[Path, str]:
     """The directory that holds the package, and which package it is (vllm or uvicorn): a
@@ -136,93 +141,7 @@ def provenance(root: Path, package: str, source: Path, version: str | None) -> d
     return meta
 
 
-# ------------------------------------------------------------------------------ templates
-
-
-def template(node: ast.expr) -> tuple[str, str] | None:
-    """(style, text) of a message expression: "percent"/"literal" text, or an f-string/.format
-    text with ``{expression}`` placeholders; None when it is not built from literals."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return ("percent" if re.search(r"%[-#0 +]*\d*(?:\.\d+)?[sdfrx%]", node.value)
-                else "literal", node.value)
-    if isinstance(node, ast.JoinedStr):
-        out = []
-        for part in node.values:
-            if isinstance(part, ast.Constant):
-                out.append(str(part.value).replace("{", "{{").replace("}", "}}"))
-            elif isinstance(part, ast.FormattedValue):
-                spec = ""
-                if isinstance(part.format_spec, ast.JoinedStr):
-                    pieces = part.format_spec.values
-                    spec = ":" + "".join(str(getattr(v, "value", "")) for v in pieces)
-                out.append("{" + ast.unparse(part.value) + spec + "}")
-        return "fstring", "".join(out)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = template(node.left), template(node.right)
-        if left or right:  # a computed operand (an IfExp, a call) becomes a placeholder
-            left = left or ("fstring", "{" + ast.unparse(node.left) + "}")
-            right = right or ("fstring", "{" + ast.unparse(node.right) + "}")
-            styles = {left[0], right[0]} - {"literal"}
-            style = styles.pop() if len(styles) == 1 else ("mixed" if styles else "literal")
-            return style, left[1] + right[1]
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "format" and isinstance(node.func.value, ast.Constant)):
-        return "format", str(node.func.value.value)
-    return None
-
-
-def parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
-    return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-
-
-def message_site(const: ast.expr, up: dict[ast.AST, ast.AST]) -> tuple[ast.expr, ast.AST]:
-    """Grow a string constant to its whole message expression, and the statement around it."""
-    node: ast.AST = const
-    while isinstance(up.get(node), (ast.JoinedStr, ast.BinOp, ast.FormattedValue)) or (
-        isinstance(up.get(node), ast.Attribute) and getattr(up[node], "attr", "") == "format"
-    ):
-        node = up[node]
-        if isinstance(node, ast.Attribute):
-            node = up[node]  # the .format(...) call
-    expr = node
-    while not isinstance(node, ast.stmt):
-        node = up[node]
-    assert isinstance(expr, ast.expr)
-    return expr, node
-
-
-def call_name(stmt: ast.AST, expr: ast.expr, up: dict[ast.AST, ast.AST]) -> str:
-    """What the message is given to: ``logger.info``, ``raise ValueError``, ``assign msg``..."""
-    node: ast.AST | None = up.get(expr)
-    while node is not None and not isinstance(node, ast.stmt):
-        if isinstance(node, ast.Call):
-            return ast.unparse(node.func)
-        node = up.get(node)
-    if isinstance(stmt, ast.Raise) and stmt.exc is not None:
-        return "raise"
-    return type(stmt).__name__.lower()
-
-
-def excerpt(lines: list[str], stmt: ast.AST) -> str:
-    start, end = stmt.lineno, getattr(stmt, "end_lineno", stmt.lineno) or stmt.lineno
-    return "\n".join(lines[start - 1 : min(end, start + 14)])
-
-
-def package_files(root: Path, package: str) -> list[tuple[str, str, ast.AST]]:
-    out = []
-    for path in sorted((root / package).rglob("*.py")):
-        rel = path.relative_to(root).as_posix()
-        if SKIP.search("/" + rel):
-            continue
-        text = path.read_text(encoding="utf-8", errors="replace")
-        try:
-            out.append((rel, text, ast.parse(text)))
-        except SyntaxError:
-            continue
-    return out
-
-
-def log_facts(files: list[tuple[str, str, ast.AST]],
+def log_facts(files: Files,
               wanted: dict[str, tuple[str, ...]]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {fact: [] for fact in wanted}
     for rel, text, tree in files:
@@ -253,7 +172,7 @@ def log_facts(files: list[tuple[str, str, ast.AST]],
     return {fact: sites for fact, sites in found.items() if sites}
 
 
-def stats_parts(files: list[tuple[str, str, ast.AST]]) -> list[dict[str, Any]]:
+def stats_parts(files: Files) -> list[dict[str, Any]]:
     """The periodic stats line: built from ``log_parts`` (0.9+) or one literal (0.8)."""
     out = []
     for rel, text, tree in files:
@@ -272,137 +191,7 @@ def stats_parts(files: list[tuple[str, str, ast.AST]]) -> list[dict[str, Any]]:
     return out
 
 
-# ------------------------------------------------------------------------------ metrics
 
-
-def _labels(node: ast.expr | None, fn: ast.AST | None) -> list[str] | str | None:
-    if node is None:
-        return None
-    if isinstance(node, (ast.List, ast.Tuple)):
-        vals = [e.value for e in node.elts if isinstance(e, ast.Constant)]
-        return [str(v) for v in vals] if len(vals) == len(node.elts) else ast.unparse(node)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = _labels(node.left, fn), _labels(node.right, fn)
-        if isinstance(left, list) and isinstance(right, list):
-            return left + right
-    if isinstance(node, ast.Name) and fn is not None:
-        for stmt in ast.walk(fn):
-            if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-                    and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id == node.id):
-                return _labels(stmt.value, None)
-    return ast.unparse(node)
-
-
-def dataclass_fields(files: list[tuple[str, str, ast.AST]], rel: str, cls: str) -> list[str]:
-    for name, _text, tree in files:
-        if name != rel:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and node.name == cls:
-                return [s.target.id for s in node.body if isinstance(s, ast.AnnAssign)
-                        and isinstance(s.target, ast.Name) and not s.target.id.startswith("_")
-                        and "ClassVar" not in ast.unparse(s.annotation)]
-    return []
-
-
-def metrics(files: list[tuple[str, str, ast.AST]]) -> dict[str, list[dict[str, Any]]]:
-    """Every definition of every ``vllm:`` metric (V0 and V1 engines may both define one)."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for rel, text, tree in files:
-        if '"vllm:' not in text:
-            continue
-        up = parents(tree)
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            kw = {k.arg: k.value for k in node.keywords if k.arg}
-            name = kw.get("name") or (node.args[0] if node.args else None)
-            if not (isinstance(name, ast.Constant) and str(name.value).startswith("vllm:")):
-                continue
-            func = ast.unparse(node.func).lower()
-            kind = next((k for k in ("counter", "gauge", "histogram") if k in func), None)
-            if kind is None:
-                continue
-            fn: ast.AST | None = node
-            while fn is not None and not isinstance(fn, ast.FunctionDef):
-                fn = up.get(fn)
-            # prometheus_client exposes a Counter as <name>_total.
-            exposed = str(name.value).removesuffix("_total") + "_total" if kind == "counter" \
-                else str(name.value)
-            out.setdefault(exposed, []).append({"file": rel, "line": node.lineno, "kind": kind,
-                                                "labels": _labels(kw.get("labelnames"), fn)})
-        for node in ast.walk(tree):  # vllm:cache_config_info: one label per CacheConfig field
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) \
-                    and node.value.value == "vllm:cache_config_info":
-                labels = dataclass_fields(files, "vllm/config/cache.py", "CacheConfig") or \
-                    dataclass_fields(files, "vllm/config.py", "CacheConfig")
-                out["vllm:cache_config_info"] = [{"file": rel, "line": node.lineno,
-                                                  "kind": "gauge",
-                                                  "labels": sorted({*labels, "engine"})}]
-    return dict(sorted(out.items()))
-
-
-# ------------------------------------------------------------------------------ routes, flags
-
-
-def routes(files: list[tuple[str, str, ast.AST]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for rel, _text, tree in files:
-        if not rel.startswith("vllm/entrypoints/"):
-            continue
-        for fn in ast.walk(tree):
-            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            for deco in fn.decorator_list:
-                if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)
-                        and deco.func.attr in ROUTE_METHODS and deco.args
-                        and isinstance(deco.args[0], ast.Constant)
-                        and str(deco.args[0].value).startswith("/")):
-                    continue
-                path = str(deco.args[0].value)
-                entry = out.setdefault(path, {"methods": [], "file": rel, "line": deco.lineno,
-                                              "handler": fn.name})
-                methods = [deco.func.attr.upper()]
-                for kw in deco.keywords:
-                    if kw.arg == "methods" and isinstance(kw.value, (ast.List, ast.Tuple)):
-                        methods = [str(getattr(e, "value", "?")) for e in kw.value.elts]
-                for method in methods:
-                    if method not in entry["methods"]:
-                        entry["methods"].append(method)
-                if path == "/health":
-                    body = ast.unparse(fn)
-                    entry["status_codes"] = sorted({int(c) for c in re.findall(
-                        r"status_code=(\d{3})", body)} | {200})
-        for node in ast.walk(tree):  # /metrics is prometheus_client's app, mounted
-            if (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("Mount")
-                    and node.args and isinstance(node.args[0], ast.Constant)):
-                out.setdefault(str(node.args[0].value), {"methods": ["GET"], "file": rel,
-                                                         "line": node.lineno, "handler": "Mount"})
-    return dict(sorted(out.items()))
-
-
-def serve_flags(files: list[tuple[str, str, ast.AST]]) -> dict[str, dict[str, Any]]:
-    """Flag names with their aliases: explicit add_argument calls, and one ``--field-name`` per
-    field of the FrontendArgs dataclasses (vLLM derives those flags from the fields)."""
-    out: dict[str, dict[str, Any]] = {}
-    for rel, _text, tree in files:
-        if rel not in FLAG_FILES:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and node.func.attr == "add_argument":
-                names = [a.value for a in node.args if isinstance(a, ast.Constant)
-                         and str(a.value).startswith("-")]
-                if names and rel != "vllm/entrypoints/cli/serve.py":
-                    longs = [n for n in names if n.startswith("--")] or names
-                    out.setdefault(longs[0], {"aliases": [n for n in names if n != longs[0]],
-                                              "file": rel, "line": node.lineno})
-            if isinstance(node, ast.ClassDef) and node.name.endswith("FrontendArgs"):
-                for field in dataclass_fields(files, rel, node.name):
-                    out.setdefault("--" + field.replace("_", "-"),
-                                   {"aliases": [], "file": rel,
-                                    "line": node.lineno, "field": f"{node.name}.{field}"})
-    return dict(sorted(out.items()))
 
 
 def main(argv: list[str] | None = None) -> int:

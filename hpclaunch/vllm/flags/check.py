@@ -235,6 +235,14 @@ def _unknown(table: FlagTable, written: str, option: str, candidates: list[str],
         spec = table.specs[f"--{option[5:]}"]
         return FlagProblem(written, f"{written}: {spec.name} is a plain switch with no --no- "
                            "form; leave it out to keep it off", None)
+    for prefix, inverse in (("--disable-", "--enable-"), ("--enable-", "--disable-")):
+        twin = table.specs.get(inverse + option[len(prefix):]) if option.startswith(
+            prefix) else None
+        if twin is not None and twin.kind == "bool":
+            # Before ~0.2x vLLM's switches had only argparse's --no- form: no enable/disable pair.
+            return FlagProblem(written, f"{written} is not a vLLM {table.version} flag: its "
+                               f"switch is {twin.name}, turned off with --no-{twin.name[2:]}",
+                               f"--no-{twin.name[2:]}")
     if elsewhere:
         return FlagProblem(written, f"{written} is not a vLLM {table.version} flag (it exists "
                            f"in vLLM {', '.join(elsewhere)})", near[0] if near else None)

@@ -237,3 +237,13 @@ def test_human_readable_ints_follow_vllm_lower_decimal_upper_binary() -> None:
     assert human_readable_int("40960") == 40_960
     with pytest.raises(ValueError):
         human_readable_int("1.5K")
+
+
+def test_vllm_0_11_switches_have_only_the_no_form() -> None:
+    # 0.11 used argparse's BooleanOptionalAction: --no-enable-prefix-caching, but no
+    # --disable-prefix-caching (0.33's EnableDisableAction added that pair).
+    problem = only("--disable-prefix-caching", "0.11.0")
+    assert "--no-enable-prefix-caching" in str(problem)
+    assert problem.suggestion == "--no-enable-prefix-caching"
+    assert problems("--no-enable-prefix-caching", "0.11.0") == []
+    assert problems("--disable-prefix-caching", "0.33.0") == []

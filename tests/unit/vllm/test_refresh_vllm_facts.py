@@ -49,8 +49,17 @@ async def health(request):
 ''',
     "vllm/engine/arg_utils.py": '''
 def add_cli_args(parser):
+    model_kwargs = get_kwargs(ModelConfig)
     parser.add_argument("--tensor-parallel-size", "-tp", type=int)
-    parser.add_argument("--max-model-len", **kwargs["max_model_len"])
+    parser.add_argument("--max-model-len", **model_kwargs["max_model_len"])
+    parser.add_argument("--enable-prefix-caching",
+                        **{**model_kwargs["enable_prefix_caching"], "default": None})
+    parser.add_argument("--headless", action="store_true")
+''',
+    "vllm/config/model.py": '''
+class ModelConfig:
+    max_model_len: SkipValidation[int] = None
+    enable_prefix_caching: bool | None = None
 ''',
     "vllm/tests/test_x.py": 'logger.info("Maximum concurrency for %s tokens per request: x")\n',
 }
@@ -100,7 +109,13 @@ def test_a_checkout_gives_format_strings_metrics_routes_and_flags_with_lines(
     assert facts["routes"]["/health"]["methods"] == ["GET"]
     assert facts["routes"]["/health"]["status_codes"] == [200, 503]
     assert facts["serve_flags"]["--tensor-parallel-size"]["aliases"] == ["-tp"]
-    assert "--max-model-len" in facts["serve_flags"]
+    flags = facts["serve_flags"]
+    assert (flags["--max-model-len"]["kind"], flags["--max-model-len"]["field"]) == (
+        "value", "ModelConfig.max_model_len")
+    assert flags["--enable-prefix-caching"]["kind"] == "bool"
+    # no EnableDisableAction in this tree: argparse's --no- form only
+    assert flags["--enable-prefix-caching"]["negations"] == ["--no-enable-prefix-caching"]
+    assert flags["--headless"]["kind"] == "store_true" and flags["--headless"]["negations"] == []
     assert "server_version" in facts["_provenance"]["absent"]
 
 

@@ -69,6 +69,10 @@ def test_each_bundled_flag_snapshot_has_exactly_the_flags_of_the_source(version:
     assert set(table.specs) == set(source)
     for name, spec in table.specs.items():
         assert sorted(spec.aliases) == sorted(source[name]["aliases"]), name
+        # A switch (--x / --no-x, and from 0.2x --enable-x / --disable-x) or a value: the
+        # source says which, from the action or the annotation of the field it comes from.
+        assert spec.kind == source[name]["kind"], (name, spec.kind, source[name])
+        assert sorted(spec.negations) == sorted(source[name]["negations"]), name
 
 
 def test_every_flag_the_presets_render_exists_in_vllm_0_33() -> None:
