@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its helper modules, when imported
 
-from vllm_facts_api import metrics, routes, serve_flags  # noqa: E402
+from vllm_facts_api import metrics, parser_names, routes, serve_flags  # noqa: E402
 from vllm_facts_ast import (  # noqa: E402
     Files,
     call_name,
@@ -45,6 +45,7 @@ from vllm_facts_ast import (  # noqa: E402
 )
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "vllm-source"
+DATA = Path(__file__).resolve().parent.parent / "hpclaunch" / "vllm" / "data"
 
 # Log messages hpclaunch reads or its stand-in prints: id -> substrings that find the format
 # string in any version (wording drifts, so several; "=text" must be the whole literal).
@@ -200,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", help="version to record (default: from vllm/_version.py)")
     ap.add_argument("--out", type=Path, default=OUT,
                     help="directory for <package>-<version>.json")
+    ap.add_argument("--data", type=Path, default=DATA,
+                    help="hpclaunch's bundled data: vllm-<version>-parsers.json is written "
+                         "there when a serve-flags snapshot of that version exists")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root, package = unpack(args.source, Path(tmp))
@@ -210,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "logs": log_facts(files, wanted)}
         if package == "vllm":
             facts |= {"stats_line": stats_parts(files), "metrics": metrics(files),
-                      "routes": routes(files), "serve_flags": serve_flags(files)}
+                      "routes": routes(files), "serve_flags": serve_flags(files),
+                      "parsers": parser_names(files)}
     version = facts["_provenance"]["version"]
     missing = sorted(set(wanted) - set(facts["logs"]))
     facts["_provenance"]["absent"] = missing  # facts this version does not print at all
@@ -219,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     target.write_text(json.dumps(facts, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     counts = ", ".join(f"{len(facts[k])} {k}" for k in ("metrics", "routes", "serve_flags")
                        if k in facts)
+    if "parsers" in facts and (args.data / f"vllm-{version}-serve-flags.json").exists():
+        parsers = args.data / f"vllm-{version}-parsers.json"
+        parsers.write_text(json.dumps(facts["parsers"], indent=1) + "\n", encoding="utf-8")
+        print(f"{parsers}: {len(facts['parsers']['reasoning'])} reasoning and "
+              f"{len(facts['parsers']['tool'])} tool parsers")
     print(f"{target}: {len(facts['logs'])} log facts ({len(missing)} absent: "
           f"{', '.join(missing) or '-'}){', ' + counts if counts else ''}")
     return 0

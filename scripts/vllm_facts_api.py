@@ -212,3 +212,36 @@ def serve_flags(files: Files) -> dict[str, dict[str, Any]]:
                                           "field": f"{node.name}.{field}", "file": rel,
                                           "line": node.lineno})
     return dict(sorted(out.items()))
+
+
+def parser_names(files: Files) -> dict[str, list[str]]:
+    """Registered ``--reasoning-parser`` and ``--tool-call-parser`` names: the keys of
+    ``_REASONING_PARSERS_TO_REGISTER`` / ``_TOOL_PARSERS_TO_REGISTER`` (0.2x), and
+    ``@ReasoningParserManager.register_module("name")`` decorators (0.11 and before)."""
+    found: dict[str, set[str]] = {"reasoning": set(), "tool": set()}
+    for rel, text, tree in files:
+        if "PARSERS_TO_REGISTER" not in text and "register_module(" not in text:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) \
+                    and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                target = node.targets[0].id
+                kind = ("reasoning" if target == "_REASONING_PARSERS_TO_REGISTER" else
+                        "tool" if target == "_TOOL_PARSERS_TO_REGISTER" else None)
+                if kind:
+                    found[kind] |= {str(k.value) for k in node.value.keys
+                                    if isinstance(k, ast.Constant)}
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr == "register_module" and "/tests/" not in "/" + rel \
+                    and not rel.endswith("abs_reasoning_parsers.py") \
+                    and not rel.endswith("abstract_tool_parser.py"):
+                manager = ast.unparse(node.func.value)
+                kind = ("reasoning" if "Reasoning" in manager else
+                        "tool" if "Tool" in manager else None)
+                args = [*node.args, *(k.value for k in node.keywords if k.arg == "name")]
+                for arg in args[:1]:
+                    items = arg.elts if isinstance(arg, (ast.List, ast.Tuple)) else [arg]
+                    names = {str(i.value) for i in items if isinstance(i, ast.Constant)}
+                    if kind:
+                        found[kind] |= names
+    return {kind: sorted(names) for kind, names in found.items()}

@@ -247,3 +247,10 @@ def test_vllm_0_11_switches_have_only_the_no_form() -> None:
     assert problem.suggestion == "--no-enable-prefix-caching"
     assert problems("--no-enable-prefix-caching", "0.11.0") == []
     assert problems("--disable-prefix-caching", "0.33.0") == []
+
+
+def test_reasoning_parsers_are_checked_against_the_version_that_runs() -> None:
+    assert problems("--reasoning-parser qwen3", "0.11.0") == []
+    assert "not a registered reasoning parser" in str(only("--reasoning-parser deepseek_v3",
+                                                           "0.11.0"))
+    assert problems("--reasoning-parser deepseek_v3", "0.33.0") == []

@@ -61,6 +61,14 @@ class ModelConfig:
     max_model_len: SkipValidation[int] = None
     enable_prefix_caching: bool | None = None
 ''',
+    "vllm/reasoning/__init__.py": '''
+_REASONING_PARSERS_TO_REGISTER = {"deepseek_r1": ("m", "C"), "qwen3": ("m", "D")}
+''',
+    "vllm/tool_parsers/hermes.py": '''
+@ToolParserManager.register_module(["hermes", "hermes2"])
+class Hermes:
+    pass
+''',
     "vllm/tests/test_x.py": 'logger.info("Maximum concurrency for %s tokens per request: x")\n',
 }
 
@@ -82,7 +90,7 @@ def write_tree(root: Path) -> Path:
 
 
 def refresh(script: ModuleType, source: Path, out: Path) -> dict:
-    assert script.main([str(source), "--out", str(out)]) == 0
+    assert script.main([str(source), "--out", str(out), "--data", str(out)]) == 0
     return json.loads((out / "vllm-9.9.9.json").read_text())
 
 
@@ -116,6 +124,8 @@ def test_a_checkout_gives_format_strings_metrics_routes_and_flags_with_lines(
     # no EnableDisableAction in this tree: argparse's --no- form only
     assert flags["--enable-prefix-caching"]["negations"] == ["--no-enable-prefix-caching"]
     assert flags["--headless"]["kind"] == "store_true" and flags["--headless"]["negations"] == []
+    assert facts["parsers"] == {"reasoning": ["deepseek_r1", "qwen3"],
+                                "tool": ["hermes", "hermes2"]}
     assert "server_version" in facts["_provenance"]["absent"]
 
 
@@ -129,5 +139,5 @@ def test_a_wheel_gives_the_same_facts_and_its_checksum(script: ModuleType,
     from_tree = refresh(script, tree, tmp_path / "a")
     from_wheel = refresh(script, wheel, tmp_path / "b")
     assert from_wheel["_provenance"]["sha256"] and from_wheel["_provenance"]["source"] == wheel.name
-    for key in ("logs", "stats_line", "metrics", "routes", "serve_flags"):
+    for key in ("logs", "stats_line", "metrics", "routes", "serve_flags", "parsers"):
         assert from_wheel[key] == from_tree[key]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hpclaunch.vllm.flags.catalogue import available_versions, flag_table
+from hpclaunch.vllm.flags.catalogue import available_versions, flag_table, parser_names
 from hpclaunch.vllm.metrics import CACHE_INFO, CACHE_INFO_LABELS, ENGINE_LABEL, SERIES
 from tests.unit.vllm.vllmsource import VERSIONS, facts
 
@@ -91,3 +91,11 @@ def test_every_flag_the_presets_render_exists_in_vllm_0_33() -> None:
 def test_the_flags_hpclaunch_always_renders_exist_in_every_version(version: str) -> None:
     source = facts(f"vllm-{version}")["serve_flags"]
     assert [f for f in ALWAYS_RENDERED if f not in source] == []
+
+
+@pytest.mark.parametrize("version", available_versions())
+def test_the_bundled_parser_names_are_the_ones_vllm_registers(version: str) -> None:
+    bundled = parser_names(version)
+    assert bundled is not None
+    source = facts(f"vllm-{version}")["parsers"]
+    assert {kind: sorted(names) for kind, names in bundled.items()} == source
