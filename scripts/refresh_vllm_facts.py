@@ -192,9 +192,6 @@ def stats_parts(files: Files) -> list[dict[str, Any]]:
     return out
 
 
-
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("source", type=Path, help="a vLLM or uvicorn wheel (.whl), or a checkout")

@@ -13,7 +13,6 @@ FLAG_FILES = ("vllm/engine/arg_utils.py", "vllm/entrypoints/openai/cli_args.py",
               "vllm/entrypoints/common/cli_args.py", "vllm/entrypoints/cli/serve.py")
 
 
-
 def _labels(node: ast.expr | None, fn: ast.AST | None) -> list[str] | str | None:
     if node is None:
         return None
@@ -30,7 +29,6 @@ def _labels(node: ast.expr | None, fn: ast.AST | None) -> list[str] | str | None
                     and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id == node.id):
                 return _labels(stmt.value, None)
     return ast.unparse(node)
-
 
 
 def metrics(files: Files) -> dict[str, list[dict[str, Any]]]:

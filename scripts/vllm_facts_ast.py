@@ -100,7 +100,6 @@ def package_files(root: Path, package: str) -> Files:
     return out
 
 
-
 def dataclass_fields(files: Files, rel: str, cls: str) -> list[str]:
     for name, _text, tree in files:
         if name != rel:

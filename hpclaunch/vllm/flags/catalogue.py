@@ -66,8 +66,6 @@ class FlagSpec:
         return bool(self.type) and "json" in str(self.type)
 
 
-
-
 def _data_dir_files() -> list[str]:
     try:
         root = resources.files("hpclaunch.vllm").joinpath("data")
@@ -108,7 +106,6 @@ def resolve_version(version: str) -> str:
         return same_minor[-1]
     raise UserError(f"no vLLM flag snapshot for version {version!r}; bundled: "
                     f"{', '.join(versions)}. Set the cluster's vllm_version to one of them")
-
 
 
 def _spec_from_entry(name: str, entry: dict[str, Any]) -> FlagSpec:
@@ -224,7 +221,6 @@ def resolve_option(table: FlagTable, option: str) -> tuple[FlagSpec, bool] | lis
     if len(candidates) == 1:
         return table.options[candidates[0]]
     return candidates
-
 
 
 def flag_spec(option: str, version: str = DEFAULT_VERSION) -> FlagSpec | None:

@@ -48,7 +48,6 @@ _WORDS = set(_FACT_WORDS + _EXCEPTION_WORDS + tuple(n for r in RULES for n in r.
 _TRIGGERS = tuple(sorted(w for w in _WORDS if not any(o != w and o in w for o in _WORDS)))
 
 
-
 def _trigger_lines(text: str, end: int) -> list[str]:
     """The lines of ``text[:end]`` (``\\n``-separated) that contain a trigger word, in order."""
     starts: set[int] = set()
