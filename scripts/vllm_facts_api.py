@@ -138,6 +138,40 @@ def _kind(annotation: str | None) -> str | None:
     return "bool" if names == {"bool"} else "value"
 
 
+_NUMBERS = {"int", "float", "human_readable_int", "human_readable_int_or_auto"}
+
+
+def _value_type(annotation: str | None, field: str, readable: set[str]) -> str | None:
+    """The number type get_kwargs gives a plain int or float field; None for anything else
+    (strings, literals, JSON, unions), which this script does not derive."""
+    if annotation is None:
+        return None
+    names = set(re.findall(r"\w+", annotation)) - {"Optional", "Union", "None", "SkipValidation"}
+    if names == {"float"}:
+        return "float"
+    if names != {"int"}:
+        return None
+    if field == "max_model_len" and "<auto>" in readable:  # 0.2x: "auto" or -1 fits the cache
+        return "human_readable_int_or_auto"
+    return "human_readable_int" if field in readable else "int"
+
+
+def _readable_ints(files: Files) -> set[str]:
+    """Fields vLLM parses with human_readable_int (``human_readable_int_args = {...}``, in
+    0.11 ``human_readable_ints``), plus "<auto>" where max_model_len also takes "auto"."""
+    out: set[str] = set()
+    for rel, text, tree in files:
+        if rel != "vllm/engine/arg_utils.py":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Set) \
+                    and ast.unparse(node.targets[0]).startswith("human_readable_int"):
+                out |= {str(e.value) for e in node.value.elts if isinstance(e, ast.Constant)}
+        if "human_readable_int_or_auto" in text:
+            out.add("<auto>")
+    return out
+
+
 def _negations(name: str, kind: str | None, pairs: bool) -> list[str]:
     """argparse's BooleanOptionalAction adds --no-x; from 0.2x vLLM registers its
     EnableDisableAction instead, which also pairs --enable-x with --disable-x."""
@@ -151,14 +185,18 @@ def _negations(name: str, kind: str | None, pairs: bool) -> list[str]:
 
 
 def _call_kind(node: ast.Call, sources: dict[str, str],
-               classes: dict[str, tuple[list[str], dict[str, str]]]) -> tuple[str | None, str]:
-    """(kind, "Class.field" or "") of one add_argument call."""
+               classes: dict[str, tuple[list[str], dict[str, str]]],
+               readable: set[str]) -> tuple[str | None, str, str | None]:
+    """(kind, "Class.field" or "", number type or None) of one add_argument call."""
     for kw in node.keywords:
         if kw.arg == "action":
             text = ast.unparse(kw.value)
             kind = ("store_true" if "store_true" in text else
                     "bool" if "BooleanOptionalAction" in text else "value")
-            return kind, ""
+            return kind, "", None
+    for kw in node.keywords:
+        if kw.arg == "type" and ast.unparse(kw.value) in _NUMBERS:
+            return "value", "", ast.unparse(kw.value)
     for kw in node.keywords:  # **model_kwargs["x"], or **{**model_kwargs["x"], "default": ..}
         if kw.arg is not None:
             continue
@@ -167,8 +205,10 @@ def _call_kind(node: ast.Call, sources: dict[str, str],
             if isinstance(sub, ast.Subscript) and isinstance(sub.value, ast.Name) \
                     and sub.value.id in sources and isinstance(sub.slice, ast.Constant):
                 cls, field = sources[sub.value.id], str(sub.slice.value)
-                return _kind(_annotation(classes, cls, field)), f"{cls}.{field}"
-    return "value", ""
+                annotation = _annotation(classes, cls, field)
+                return (_kind(annotation), f"{cls}.{field}",
+                        _value_type(annotation, field, readable))
+    return "value", "", None
 
 
 def serve_flags(files: Files) -> dict[str, dict[str, Any]]:
@@ -178,6 +218,7 @@ def serve_flags(files: Files) -> dict[str, dict[str, Any]]:
     from the fields).  ``kind`` is None where the source does not say."""
     classes = _class_fields(files)
     pairs = any("EnableDisableAction" in text for _rel, text, _tree in files)
+    readable = _readable_ints(files)
     out: dict[str, dict[str, Any]] = {}
     for rel, _text, tree in files:
         if rel not in FLAG_FILES:
@@ -195,17 +236,19 @@ def serve_flags(files: Files) -> dict[str, dict[str, Any]]:
                          and str(a.value).startswith("-")]
                 if names and rel != "vllm/entrypoints/cli/serve.py":
                     longs = [n for n in names if n.startswith("--")] or names
-                    kind, field = _call_kind(node, sources, classes)
+                    kind, field, number = _call_kind(node, sources, classes, readable)
                     out.setdefault(longs[0], {"aliases": [n for n in names if n != longs[0]],
-                                              "kind": kind,
+                                              "kind": kind, "number_type": number,
                                               "negations": _negations(longs[0], kind, pairs),
                                               "field": field, "file": rel,
                                               "line": node.lineno})
             if isinstance(node, ast.ClassDef) and node.name.endswith("FrontendArgs"):
                 for field in dataclass_fields(files, rel, node.name):
                     name = "--" + field.replace("_", "-")
-                    kind = _kind(_annotation(classes, node.name, field))
+                    annotation = _annotation(classes, node.name, field)
+                    kind = _kind(annotation)
                     out.setdefault(name, {"aliases": [], "kind": kind,
+                                          "number_type": _value_type(annotation, field, set()),
                                           "negations": _negations(name, kind, pairs),
                                           "field": f"{node.name}.{field}", "file": rel,
                                           "line": node.lineno})

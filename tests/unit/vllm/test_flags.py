@@ -254,3 +254,10 @@ def test_reasoning_parsers_are_checked_against_the_version_that_runs() -> None:
     assert "not a registered reasoning parser" in str(only("--reasoning-parser deepseek_v3",
                                                            "0.11.0"))
     assert problems("--reasoning-parser deepseek_v3", "0.33.0") == []
+
+
+def test_max_model_len_auto_is_a_0_33_value_only() -> None:
+    # 0.11 parses --max-model-len with plain human_readable_int: "auto" dies on the node.
+    assert "whole number" in str(only("--max-model-len auto", "0.11.0"))
+    assert problems("--max-model-len 32k", "0.11.0") == []
+    assert problems("--max-model-len auto", "0.33.0") == []

@@ -120,6 +120,8 @@ def test_a_checkout_gives_format_strings_metrics_routes_and_flags_with_lines(
     flags = facts["serve_flags"]
     assert (flags["--max-model-len"]["kind"], flags["--max-model-len"]["field"]) == (
         "value", "ModelConfig.max_model_len")
+    assert flags["--max-model-len"]["number_type"] == "int"  # no human_readable_int here
+    assert flags["--tensor-parallel-size"]["number_type"] == "int"  # type=int
     assert flags["--enable-prefix-caching"]["kind"] == "bool"
     # no EnableDisableAction in this tree: argparse's --no- form only
     assert flags["--enable-prefix-caching"]["negations"] == ["--no-enable-prefix-caching"]

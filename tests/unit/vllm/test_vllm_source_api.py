@@ -73,6 +73,8 @@ def test_each_bundled_flag_snapshot_has_exactly_the_flags_of_the_source(version:
         # source says which, from the action or the annotation of the field it comes from.
         assert spec.kind == source[name]["kind"], (name, spec.kind, source[name])
         assert sorted(spec.negations) == sorted(source[name]["negations"]), name
+        if source[name]["number_type"] is not None:  # int, float, human-readable int
+            assert spec.type == source[name]["number_type"], (name, spec.type)
 
 
 def test_every_flag_the_presets_render_exists_in_vllm_0_33() -> None:
