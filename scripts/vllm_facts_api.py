@@ -119,12 +119,65 @@ def _class_fields(files: Files) -> dict[str, tuple[list[str], dict[str, str]]]:
     return out
 
 
+_UNKNOWN = object()
+
+
+def _constant(node: ast.expr | None) -> Any:
+    """A literal default (``0.92``, ``Field(default=0.92, gt=0)``), or _UNKNOWN."""
+    if isinstance(node, ast.Call) and ast.unparse(node.func) in ("Field", "field"):
+        node = next((k.value for k in node.keywords if k.arg == "default"), None)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) \
+            and isinstance(node.operand, ast.Constant):
+        return -node.operand.value
+    return node.value if isinstance(node, ast.Constant) else _UNKNOWN
+
+
+def _class_defaults(files: Files) -> dict[str, tuple[list[str], dict[str, Any]]]:
+    """Config and Args dataclasses: name -> (base class names, field -> literal default)."""
+    out: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    for _rel, _text, tree in files:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name.endswith(("Config", "Args")):
+                own = {st.target.id: _constant(st.value) for st in node.body
+                       if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name)}
+                out.setdefault(node.name, ([ast.unparse(b) for b in node.bases], own))
+    return out
+
+
 def _annotation(classes: dict[str, tuple[list[str], dict[str, str]]], cls: str,
                 field: str) -> str | None:
     bases, own = classes.get(cls, ([], {}))
     if field in own:
         return own[field]
     return next((a for b in bases if (a := _annotation(classes, b, field))), None)
+
+
+def _lookup(defaults: dict[str, tuple[list[str], dict[str, Any]]], cls: str,
+            field: str) -> Any:
+    bases, own = defaults.get(cls, ([], {}))
+    if field in own:
+        return own[field]
+    for base in bases:
+        if (found := _lookup(defaults, base, field)) is not _UNKNOWN:
+            return found
+    return _UNKNOWN
+
+
+def _call_default(node: ast.Call, field: str,
+                  defaults: dict[str, tuple[list[str], dict[str, Any]]]) -> Any:
+    """An add_argument call's default: ``default=``, a ``"default"`` key next to the
+    unpacked kwargs, else the config field's own literal default."""
+    for kw in node.keywords:
+        if kw.arg == "default":
+            return _constant(kw.value)
+        if kw.arg is None and isinstance(kw.value, ast.Dict):
+            for key, value in zip(kw.value.keys, kw.value.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "default":
+                    return _constant(value)
+    if not field:
+        return _UNKNOWN
+    cls, _, name = field.partition(".")
+    return _lookup(defaults, cls, name)
 
 
 def _kind(annotation: str | None) -> str | None:
@@ -217,6 +270,7 @@ def serve_flags(files: Files) -> dict[str, dict[str, Any]]:
     ``--field-name`` per field of the FrontendArgs dataclasses (vLLM derives those flags
     from the fields).  ``kind`` is None where the source does not say."""
     classes = _class_fields(files)
+    defaults = _class_defaults(files)
     pairs = any("EnableDisableAction" in text for _rel, text, _tree in files)
     readable = _readable_ints(files)
     out: dict[str, dict[str, Any]] = {}
@@ -237,8 +291,11 @@ def serve_flags(files: Files) -> dict[str, dict[str, Any]]:
                 if names and rel != "vllm/entrypoints/cli/serve.py":
                     longs = [n for n in names if n.startswith("--")] or names
                     kind, field, number = _call_kind(node, sources, classes, readable)
+                    default = _call_default(node, field, defaults)
                     out.setdefault(longs[0], {"aliases": [n for n in names if n != longs[0]],
                                               "kind": kind, "number_type": number,
+                                              **({} if default is _UNKNOWN
+                                                 else {"default": default}),
                                               "negations": _negations(longs[0], kind, pairs),
                                               "field": field, "file": rel,
                                               "line": node.lineno})
@@ -247,7 +304,10 @@ def serve_flags(files: Files) -> dict[str, dict[str, Any]]:
                     name = "--" + field.replace("_", "-")
                     annotation = _annotation(classes, node.name, field)
                     kind = _kind(annotation)
+                    default = _lookup(defaults, node.name, field)
                     out.setdefault(name, {"aliases": [], "kind": kind,
+                                          **({} if default is _UNKNOWN
+                                             else {"default": default}),
                                           "number_type": _value_type(annotation, field, set()),
                                           "negations": _negations(name, kind, pairs),
                                           "field": f"{node.name}.{field}", "file": rel,

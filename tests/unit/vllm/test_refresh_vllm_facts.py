@@ -55,11 +55,13 @@ def add_cli_args(parser):
     parser.add_argument("--enable-prefix-caching",
                         **{**model_kwargs["enable_prefix_caching"], "default": None})
     parser.add_argument("--headless", action="store_true")
+    parser.add_argument("--gpu-memory-utilization", **model_kwargs["gpu_memory_utilization"])
 ''',
     "vllm/config/model.py": '''
 class ModelConfig:
     max_model_len: SkipValidation[int] = None
-    enable_prefix_caching: bool | None = None
+    enable_prefix_caching: bool | None = True
+    gpu_memory_utilization: float = Field(default=0.92, gt=0, le=1)
 ''',
     "vllm/reasoning/__init__.py": '''
 _REASONING_PARSERS_TO_REGISTER = {"deepseek_r1": ("m", "C"), "qwen3": ("m", "D")}
@@ -126,6 +128,9 @@ def test_a_checkout_gives_format_strings_metrics_routes_and_flags_with_lines(
     # no EnableDisableAction in this tree: argparse's --no- form only
     assert flags["--enable-prefix-caching"]["negations"] == ["--no-enable-prefix-caching"]
     assert flags["--headless"]["kind"] == "store_true" and flags["--headless"]["negations"] == []
+    gmu = flags["--gpu-memory-utilization"]
+    assert (gmu["number_type"], gmu["default"]) == ("float", 0.92)
+    assert flags["--enable-prefix-caching"]["default"] is None  # the call overrides True
     assert facts["parsers"] == {"reasoning": ["deepseek_r1", "qwen3"],
                                 "tool": ["hermes", "hermes2"]}
     assert "server_version" in facts["_provenance"]["absent"]

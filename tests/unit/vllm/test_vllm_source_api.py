@@ -75,6 +75,8 @@ def test_each_bundled_flag_snapshot_has_exactly_the_flags_of_the_source(version:
         assert sorted(spec.negations) == sorted(source[name]["negations"]), name
         if source[name]["number_type"] is not None:  # int, float, human-readable int
             assert spec.type == source[name]["number_type"], (name, spec.type)
+        if "default" in source[name]:  # a literal default (the planner reads some of them)
+            assert spec.default == source[name]["default"], (name, spec.default)
 
 
 def test_every_flag_the_presets_render_exists_in_vllm_0_33() -> None:
