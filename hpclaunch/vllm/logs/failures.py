@@ -6,7 +6,8 @@ filled from those groups.  A row whose wording depends on more than the groups n
 ``fields`` function that computes the extra template fields (or declines the match).  A new
 failure costs one row here and one line in ``FAILURE_CASES`` of the tests.
 
-Every pattern is traced to the format string vLLM (or Slurm, PBS, torch) prints; see
+Every pattern is traced to the text its ``origin`` prints (vLLM, or Slurm, PBS, torch, a
+container runtime, huggingface_hub); for vLLM see
 ``tests/data/vllm-source/`` and ``tests/unit/vllm/test_vllm_source.py``.
 """
 
