@@ -44,7 +44,7 @@ def _plan(model: str, preset: str, cluster: str | None, sets: tuple[str, ...], v
     from hpclaunch import api
     from hpclaunch.cli.endpoints import raw_assignments
     from hpclaunch.planning.plan import parse_assignments
-    from hpclaunch.vllm.flags import human_readable_int
+    from hpclaunch.vllm.flags.values import human_readable_int
 
     overrides = parse_assignments(list(sets))
     if max_model_len is not None:
@@ -167,7 +167,7 @@ def suggest_command(model: str, gpu: str | None, gpus_per_node: int | None,
     from hpclaunch.config import get_cluster
     from hpclaunch.planning.capacity import profile_gpu
     from hpclaunch.planning.suggest import suggest
-    from hpclaunch.vllm.flags import human_readable_int
+    from hpclaunch.vllm.flags.values import human_readable_int
 
     profile = get_cluster(cluster)
     found, _ = profile_gpu(profile, gpu)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hpclaunch.registry import Record
     from hpclaunch.remote.transport import Transport
-    from hpclaunch.vllm.logwatch import LogReport
+    from hpclaunch.vllm.logs.report import LogReport
     from hpclaunch.vllm.metrics import MetricsSample
 
 

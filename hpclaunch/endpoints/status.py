@@ -31,13 +31,13 @@ from hpclaunch.registry import (
 )
 from hpclaunch.schedulers.base import DONE, MISSING, QUEUED, JobState
 from hpclaunch.schedulers.base import UNKNOWN as JOB_UNKNOWN
-from hpclaunch.vllm.logwatch import HEAD_BYTES, TAIL_BYTES
+from hpclaunch.vllm.logs.read import HEAD_BYTES, TAIL_BYTES
 
 if TYPE_CHECKING:
     from hpclaunch.remote.transport import FileStat, Transport
-    from hpclaunch.vllm.logwatch import LogReport
+    from hpclaunch.vllm.logs.report import LogReport
 
-# The same bounds as logwatch's own reader, so local and remote reads agree.
+# The same bounds as the local log reader's, so local and remote reads agree.
 LOG_HEAD_BYTES, LOG_TAIL_BYTES = HEAD_BYTES, TAIL_BYTES
 # Exit statuses of a server that was asked to stop (SIGTERM/SIGINT), not a failure.
 STOPPED_CODES = {0, 130, 143, -15, 271}
@@ -125,7 +125,8 @@ _LOG_CACHE: dict[str, tuple[int, float, LogReport]] = {}
 
 def read_log(transport: Transport, path: str) -> LogReport:
     """Parse the head and tail of a log, whatever its size (two bounded reads)."""
-    from hpclaunch.vllm.logwatch import LogChunk, parse
+    from hpclaunch.vllm.logs.parse import parse
+    from hpclaunch.vllm.logs.read import LogChunk
 
     st = transport.stat(path) if path else None
     if st is None:
@@ -141,7 +142,8 @@ def read_log(transport: Transport, path: str) -> LogReport:
 
 
 def _read_and_parse(transport: Transport, path: str, st: FileStat) -> LogReport:
-    from hpclaunch.vllm.logwatch import LogChunk, parse
+    from hpclaunch.vllm.logs.parse import parse
+    from hpclaunch.vllm.logs.read import LogChunk
 
     if st.size <= LOG_HEAD_BYTES + LOG_TAIL_BYTES:
         data = transport.read_range(path, 0, st.size)

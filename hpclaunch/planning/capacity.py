@@ -226,7 +226,7 @@ def report_for_plan(plan: Plan, *, gpu: str | None = None, kv_cache_gib: float |
                     info: ModelInfo | None = None) -> CapacityReport:
     """Capacity of a built plan. ``gpu`` (a name) overrides the profile's GPU."""
     from hpclaunch.planning.catalog import model_info
-    from hpclaunch.vllm.flags import serve_defaults
+    from hpclaunch.vllm.flags.catalogue import serve_defaults
 
     if kv_cache_gib is not None and kv_cache_gib <= 0:
         raise UserError(f"--kv-cache-gib must be positive, not {kv_cache_gib}")

@@ -160,7 +160,7 @@ def render_flags(layout: dict[str, int], flags: dict[str, Any]) -> list[str]:
 
 
 def _known_vllm_flags(version: str) -> set[str]:
-    from hpclaunch.vllm.flags import known_flags
+    from hpclaunch.vllm.flags.catalogue import known_flags
 
     return {f.lstrip("-") for f in known_flags(version)}
 

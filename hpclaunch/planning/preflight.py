@@ -76,7 +76,7 @@ Rule = Callable[[Context], list[Problem]]
 def check_flags(ctx: Context) -> list[Problem]:
     """Unknown flags (with "did you mean"), removed ones (with the replacement), bad values,
     and unknown reasoning parser names, as the cluster's vLLM version would see them."""
-    from hpclaunch.vllm.flags import check_args
+    from hpclaunch.vllm.flags.check import check_args
 
     out = []
     for p in check_args(list(ctx.plan.vllm_flags), ctx.plan.cluster.vllm_version):
@@ -173,7 +173,7 @@ def check_reasoning_parser(ctx: Context) -> list[Problem]:
                         f"--reasoning-parser {parser} on {ctx.name}, which does not think "
                         "before answering: drop it with --set reasoning-parser=null, or serve "
                         "a thinking variant of the model")]
-    from hpclaunch.vllm.flags import parser_names
+    from hpclaunch.vllm.flags.catalogue import parser_names
 
     registered = (parser_names(ctx.plan.cluster.vllm_version) or {}).get("reasoning")
     if registered and parser not in registered:

@@ -38,7 +38,7 @@ class ServeSettings:
 
 
 def _to_int(value: Any) -> int | None:
-    from hpclaunch.vllm.flags import human_readable_int
+    from hpclaunch.vllm.flags.values import human_readable_int
 
     if value in (None, "", "None"):
         return None
@@ -64,7 +64,7 @@ def settings_from_flags(argv: list[str] | tuple[str, ...], version: str) -> Serv
     an argument list it rejects is read leniently instead, since preflight reports the bad
     flag itself and the planner should still say what it can.
     """
-    from hpclaunch.vllm.flags import parse_serve_args
+    from hpclaunch.vllm.flags.argparser import parse_serve_args
 
     try:
         args = parse_serve_args(list(argv), version)

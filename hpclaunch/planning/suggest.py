@@ -201,7 +201,7 @@ def _check_with_planner(info: ModelInfo, preset_name: str, sets: dict[str, Any],
     from hpclaunch.planning.preflight import FLASHINFER_MIN_SEQS, MAX_NUM_SEQS_FACTOR
     from hpclaunch.planning.presets import load_preset, resolve_model_values
     from hpclaunch.planning.settings import settings_from_flags
-    from hpclaunch.vllm.flags import serve_defaults
+    from hpclaunch.vllm.flags.catalogue import serve_defaults
 
     gpu = kv.gpu_named(gpu_name)
     preset = load_preset(preset_name)

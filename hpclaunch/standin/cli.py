@@ -15,7 +15,8 @@ from hpclaunch.errors import UserError
 from hpclaunch.standin.logwriter import Log
 from hpclaunch.standin.process import StandIn
 from hpclaunch.standin.settings import VLLM_VERSION, parse_settings
-from hpclaunch.vllm.flags import build_serve_parser, serve_defaults
+from hpclaunch.vllm.flags.argparser import build_serve_parser
+from hpclaunch.vllm.flags.catalogue import serve_defaults
 
 
 def _usage_error(message: str) -> int:

@@ -12,7 +12,7 @@ from hpclaunch.planning import kv
 from hpclaunch.standin.memory import _gib
 from hpclaunch.standin.settings import VLLM_VERSION
 from hpclaunch.standin.simulation import Simulation
-from hpclaunch.vllm.flags import parser_names
+from hpclaunch.vllm.flags.catalogue import parser_names
 
 _DOCS = "https://docs.vllm.ai/en/latest/configuration/conserving_memory/"
 _SITE = "/opt/venv/lib/python3.12/site-packages"
@@ -47,7 +47,7 @@ class Failures:
             lines += [f'  File "{path}", line {lineno}, in {func}', f"    {code}"]
         lines += exc.split("\n")
         self.log.error(proc, "core.py:866", "\n".join(lines))
-        self.log.write(f"{self.log.prefix(proc)}Process {proc}:", self.log.err)
+        self.log.write(f"Process {proc}:", self.log.err)
         self.log.traceback(proc, core + frames, exc)
         self.log.traceback("APIServer", [
             (f"{_SITE}/vllm/entrypoints/openai/api_server.py", 1963, "run_server_worker",
@@ -96,17 +96,7 @@ class Failures:
     def fail_oom(self, rank: int) -> int:
         worker = self._workers(rank)[0]
         total = self.s.gpu.memory_gib
-        self.log.error(worker, "gpu_model_runner.py:3452",
-                       "Failed to load model - not enough GPU memory. Try lowering "
-                       "--gpu-memory-utilization to free memory for weights, increasing "
-                       "--tensor-parallel-size, or using --quantization. See "
-                       f"{_DOCS} for more tips.")
-        return self._engine_failure(rank, [
-            (f"{_SITE}/vllm/v1/worker/gpu_model_runner.py", 3431, "load_model",
-             "self.model = model_loader.load_model("),
-            (f"{_SITE}/torch/nn/modules/module.py", 1355, "convert",
-             "return t.to(device, dtype if t.is_floating_point() else None)"),
-        ], "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 128.00 MiB. GPU 0 "
+        torch_error = ("CUDA out of memory. Tried to allocate 128.00 MiB. GPU 0 "
            f"has a total capacity of {total:.2f} GiB of which 16.00 MiB is free. Including "
            f"non-PyTorch memory, this process has {total - 0.02:.2f} GiB memory in use. Of the "
            f"allocated memory {total - 0.55:.2f} GiB is allocated by PyTorch, and 21.04 MiB is "
@@ -114,6 +104,17 @@ class Failures:
            "setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.  "
            "See documentation for Memory Management  "
            "(https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)")
+        self.log.error(worker, "gpu_model_runner.py:5086",
+                       "Failed to load model - not enough GPU memory. Try lowering "
+                       "--gpu-memory-utilization to free memory for weights, increasing "
+                       "--tensor-parallel-size, or using --quantization. See "
+                       f"{_DOCS} for more tips. (original error: {torch_error})")
+        return self._engine_failure(rank, [
+            (f"{_SITE}/vllm/v1/worker/gpu_model_runner.py", 3431, "load_model",
+             "self.model = model_loader.load_model("),
+            (f"{_SITE}/torch/nn/modules/module.py", 1355, "convert",
+             "return t.to(device, dtype if t.is_floating_point() else None)"),
+        ], f"torch.OutOfMemoryError: {torch_error}")
 
     def fail_kv_too_small(self, rank: int, available: int) -> int:
         m = self.mem
@@ -127,7 +128,8 @@ class Failures:
            f"({m.max_model_len}), ({_gib(needed)} GiB KV cache is needed, which is larger than "
            f"the available KV cache memory ({_gib(available)} GiB). Based on the available "
            f"memory, the estimated maximum model length is {estimate}. Try increasing "
-           "`gpu_memory_utilization` or decreasing `max_model_len` when initializing the "
+           "`gpu_memory_utilization` (which also controls CPU memory on the CPU backend) or "
+           "decreasing `max_model_len` when initializing the "
            f"engine. See {_DOCS} for more details.")
 
     def fail_no_kv_memory(self, rank: int) -> int:
@@ -135,12 +137,14 @@ class Failures:
             (f"{_SITE}/vllm/v1/core/kv_cache_utils.py", 701, "check_enough_kv_cache_memory",
              "raise ValueError("),
         ], "ValueError: No available memory for the cache blocks. Try increasing "
-           "`gpu_memory_utilization` when initializing the engine. See "
+           "`gpu_memory_utilization` when initializing the engine (this flag also controls CPU "
+           "memory reservation on the CPU backend, despite its name). See "
            f"{_DOCS} for more details.")
 
     def fail_flashinfer(self, rank: int) -> int:
         n = self.s.max_num_seqs if self.s.max_num_seqs < 9 else 8
-        self.log.info(self._workers(rank)[0], "cuda.py:364", "Using FlashInfer backend.")
+        self.log.info(self._workers(rank)[0], "cuda.py:508", "Using FLASHINFER attention backend "
+                      "out of potential backends: ['FLASHINFER', 'TRITON_ATTN'].")
         return self._engine_failure(rank, [
             (f"{_SITE}/vllm/v1/worker/gpu_model_runner.py", 4210, "capture_model",
              "self._capture_cudagraphs("),

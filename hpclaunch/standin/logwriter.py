@@ -46,7 +46,7 @@ class Log:
     def log(self, proc: str, level: str, src: str, msg: str) -> None:
         stamp = time.strftime("%m-%d %H:%M:%S")
         head = f"{self.prefix(proc)}{level} {stamp} [{src}] "
-        self.write("\n".join(head + line for line in msg.split("\n")))
+        self.write("\r\n".join(head + line for line in msg.split("\n")))  # NewLineFormatter
 
     def info(self, proc: str, src: str, msg: str) -> None:
         self.log(proc, "INFO", src, msg)
@@ -58,12 +58,12 @@ class Log:
         self.log(proc, "ERROR", src, msg)
 
     def uvicorn(self, proc: str, msg: str) -> None:
-        self.write(f"{self.prefix(proc)}INFO:     {msg}", self.err)
+        self.write(f"INFO:     {msg}", self.err)  # 0.33: uvicorn's own format, no prefix
 
     def traceback(self, proc: str, frames: list[tuple[str, int, str, str]], exc: str) -> None:
-        """A Python traceback on stderr, every line carrying the process prefix."""
+        """A Python traceback on stderr, as Python prints it (no vLLM prefix in 0.33)."""
         lines = ["Traceback (most recent call last):"]
         for path, lineno, func, code in frames:
             lines += [f'  File "{path}", line {lineno}, in {func}', f"    {code}"]
         lines += exc.split("\n")
-        self.write("\n".join(self.prefix(proc) + line for line in lines), self.err)
+        self.write("\n".join(lines), self.err)  # plain stderr: no prefix in 0.33

@@ -14,7 +14,7 @@ from hpclaunch.planning.catalog import model_info
 from hpclaunch.planning.kv import GiB
 from hpclaunch.planning.modelinfo import ModelInfo
 from hpclaunch.standin.settings import Settings
-from hpclaunch.vllm.flags import human_readable_int
+from hpclaunch.vllm.flags.values import human_readable_int
 
 
 def _gib(nbytes: float) -> float:

@@ -23,7 +23,11 @@ from hpclaunch.standin.rendezvous import Rendezvous, ray_holds, role_of
 from hpclaunch.standin.server import ROUTES, Server
 from hpclaunch.standin.settings import FAIL_MODES, VLLM_VERSION, Settings
 from hpclaunch.standin.simulation import Simulation
-from hpclaunch.vllm.flags import parser_names
+from hpclaunch.vllm.flags.catalogue import parser_names
+
+# vllm/entrypoints/common/startup.py: the logo, monochrome (not a terminal), version and model.
+_LOGO = ("\n       █     █     █▄   ▄█\n ▄▄ ▄█ █     █     █ ▀▄▀ █  version %s\n"
+         "  █▄█▀ █     █     █     █  model   %s\n   ▀▀  ▀▀▀▀▀ ▀▀▀▀▀ ▀     ▀\n")
 
 
 class StandIn(Simulation):
@@ -49,9 +53,8 @@ class StandIn(Simulation):
             log.error("APIServer", "standin.py:2", f"HPCLAUNCH_STANDIN_FAIL={s.fail!r} is not "
                       f"one of {', '.join(FAIL_MODES)}")
             return 2
-        log.info("APIServer", "api_server.py:1885",
-                 f"vLLM API server version {VLLM_VERSION}")
-        log.info("APIServer", "utils.py:253", f"non-default args: {s.shown_args}")
+        log.info("APIServer", "startup.py:38", _LOGO % (VLLM_VERSION, s.model))
+        log.info("APIServer", "startup.py:96", f"non-default args: {s.shown_args}")
         parsers = (parser_names(VLLM_VERSION) or {}).get("reasoning", ())
         if s.fail == "bad_parser" or (s.reasoning_parser and parsers
                                       and s.reasoning_parser not in parsers):
@@ -214,11 +217,11 @@ class StandIn(Simulation):
         assert self.server is not None
         if s.dp > 1 and s.api_server_count != 1:
             for i in range(s.api_server_count):
-                log.info(f"ApiServer_{i}", "async_llm.py:167",
+                log.warning(f"ApiServer_{i}", "loggers.py:1386",
                          "AsyncLLM created with api_server_count more than 1; disabling stats "
                          "logging to avoid incomplete stats.")
         host = s.host or "0.0.0.0"
-        log.info("APIServer", "api_server.py:1923",
+        log.info("APIServer", "entry.py:139",
                  f"Starting vLLM server on http://{host}:{self.server.server_port}")
         log.info("APIServer", "launcher.py:37", "Available routes are:")
         for route, methods in ROUTES:
@@ -256,7 +259,7 @@ class StandIn(Simulation):
 
     def _shutdown(self, serving: bool) -> int:
         log = self.log
-        log.info("APIServer", "launcher.py:110", "Shutting down FastAPI HTTP server.")
+        log.info("APIServer", "launcher.py:256", "[shutdown] API server: shutdown triggered")
         if self.server is not None:
             if serving:
                 self.server.shutdown()

@@ -7,7 +7,8 @@ The head keeps each connection open while it serves: a rank whose connection dro
 worker, and the head fails as vLLM does (the engine dies). With the Ray backend the head asks
 the real ``ray`` whether the cluster holds every GPU the layout needs, as vLLM's placement
 group does. Wording of the failure lines follows torch/vLLM so hpclaunch's log rules match
-what a real cluster prints.
+what a real cluster prints; the join notices vLLM does not print are the stand-in's own and
+say so (``[hpclaunch_standin]``, like its SIMULATED warning).
 """
 
 from __future__ import annotations
@@ -99,9 +100,9 @@ class Rendezvous:
         sock.listen(64)
         sock.settimeout(0.2)
         self._listener = sock
-        log.info("APIServer", "parallel_state.py:1010",
-                 f"[{r.what}] head listening on {r.address}:{r.port}, waiting for "
-                 f"{r.expected} more rank(s)")
+        log.info("APIServer", "standin.py:4",
+                 f"[hpclaunch_standin] [{r.what}] head listening on {r.address}:{r.port}, "
+                 f"waiting for {r.expected} more rank(s)")
         deadline = time.monotonic() + join_timeout()
         while len(self.peers) < r.expected:
             if self.stopped():
@@ -126,8 +127,8 @@ class Rendezvous:
                 conn.close()
                 continue
             self.peers.append((rank, conn))
-            log.info("APIServer", "parallel_state.py:1021",
-                     f"[{r.what}] rank {rank} joined from {peer[0]} "
+            log.info("APIServer", "standin.py:4",
+                     f"[hpclaunch_standin] [{r.what}] rank {rank} joined from {peer[0]} "
                      f"({len(self.peers) + 1}/{r.expected + 1})")
         threading.Thread(target=self._watch, name="rendezvous", daemon=True).start()
         return None
@@ -165,8 +166,9 @@ class Rendezvous:
                 continue
             conn.sendall(f"rank {r.rank}\n".encode())
             self.peers.append((0, conn))
-            log.info("APIServer", "parallel_state.py:1030",
-                     f"[{r.what}] rank {r.rank} connected to head {r.address}:{r.port}")
+            log.info("APIServer", "standin.py:4",
+                     f"[hpclaunch_standin] [{r.what}] rank {r.rank} connected to head "
+                     f"{r.address}:{r.port}")
             threading.Thread(target=self._watch, name="rendezvous", daemon=True).start()
             return None
         return "stopped"
@@ -190,7 +192,7 @@ def ray_holds(gpus: int, log: Log, stopped: Callable[[], bool]) -> str | None:
     except ImportError:
         line = ("ModuleNotFoundError: No module named 'ray' (--distributed-executor-backend "
                 "ray needs it: pip install 'hpclaunch[ray]')")
-        log.error("APIServer", "ray_utils.py:1", line)
+        log.error("APIServer", "standin.py:5", f"[hpclaunch_standin] {line}")
         return line
     address = os.environ.get("RAY_ADDRESS") or "auto"
     import logging
@@ -203,9 +205,9 @@ def ray_holds(gpus: int, log: Log, stopped: Callable[[], bool]) -> str | None:
             nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
             have = float(ray.cluster_resources().get("GPU", 0))
             if have >= gpus:
-                log.info("APIServer", "ray_utils.py:310",
-                         f"Ray cluster at {address}: {nodes} nodes, {have:g} GPUs; placement "
-                         f"group of {gpus} GPU bundles created")
+                log.info("APIServer", "standin.py:5",
+                         f"[hpclaunch_standin] Ray cluster at {address}: {nodes} nodes, "
+                         f"{have:g} GPUs; placement group of {gpus} GPU bundles created")
                 return None
             if time.monotonic() > deadline:
                 break

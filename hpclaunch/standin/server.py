@@ -76,7 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
         if standin.s.access_log:
             phrase = HTTPStatus(status).phrase
             standin.log.write(
-                f'{standin.log.prefix("APIServer")}INFO:     {self.client_address[0]}:'
+                f'INFO:     {self.client_address[0]}:'
                 f'{self.client_address[1]} - "{self.command} {self.path} '
                 f'{self.request_version}" {status} {phrase}')
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from hpclaunch.planning import kv
 from hpclaunch.planning.kv import GiB
-from hpclaunch.vllm.flags import human_readable_int
+from hpclaunch.vllm.flags.values import human_readable_int
 
 VLLM_VERSION = "0.33.0"
 FAIL_MODES = (

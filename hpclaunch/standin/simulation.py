@@ -213,7 +213,7 @@ class Simulation:
         family("vllm:cache_config_info", "gauge", "Information of the LLMEngine CacheConfig",
                [(f'block_size="{self.s.block_size}",cache_dtype="{self.s.kv_cache_dtype}",'
                  f'engine="{e.rank}",gpu_memory_utilization="{self.s.gpu_util}",'
-                 f'model_name="{name}",num_gpu_blocks="{blocks}"', 1) for e in engines])
+                 f'num_gpu_blocks="{blocks}"', 1) for e in engines])
         return "\n".join(out) + "\n"
 
     def models_body(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hpclaunch.vllm.logwatch import LogReport, StatsTotals
+from hpclaunch.vllm.logs.report import LogReport, StatsTotals
 
 __all__ = ["Advice", "advise", "suggested_batch"]
 
@@ -83,7 +83,7 @@ def advise(
     Parameters
     ----------
     report
-        :func:`hpclaunch.vllm.logwatch.parse` output.
+        :func:`hpclaunch.vllm.logs.parse.parse` output.
     max_num_seqs
         The ``--max-num-seqs`` it was started with (per engine, as vLLM applies it), if known.
     dp, tp

@@ -16,6 +16,21 @@ _LINE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\}
                    r'(?P<value>[-+0-9.eEinfNa]+)(?:\s+\d+)?$')
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
+# The series read, and the EngineSample field each feeds (traced to vLLM's source by
+# tests/unit/vllm/test_vllm_source.py).  Counters carry prometheus_client's "_total".
+SERIES: dict[str, str] = {
+    "vllm:num_requests_running": "running",
+    "vllm:num_requests_waiting": "waiting",
+    "vllm:kv_cache_usage_perc": "kv_usage_pct",
+    "vllm:gpu_cache_usage_perc": "kv_usage_pct",  # V0 name
+    "vllm:prompt_tokens_total": "prompt_tokens",
+    "vllm:generation_tokens_total": "generation_tokens",
+    "vllm:request_success_total": "requests",
+}
+ENGINE_LABEL = "engine"  # absent before V1: everything is engine "0"
+CACHE_INFO = "vllm:cache_config_info"
+CACHE_INFO_LABELS = ("num_gpu_blocks", "block_size")
+
 
 @dataclass
 class EngineSample:
@@ -60,21 +75,13 @@ def parse_metrics(text: str, taken: float | None = None) -> MetricsSample:
             value = float(match["value"])
         except ValueError:
             continue
-        engine = labels.get("engine", "0")
-        if name == "vllm:cache_config_info":
-            blocks, size = labels.get("num_gpu_blocks"), labels.get("block_size")
+        engine = labels.get(ENGINE_LABEL, "0")
+        if name == CACHE_INFO:
+            blocks, size = (labels.get(key) for key in CACHE_INFO_LABELS)
             sample.num_gpu_blocks = int(blocks) if blocks and blocks.isdigit() else None
             sample.block_size = int(size) if size and size.isdigit() else None
             continue
-        target = {
-            "vllm:num_requests_running": "running",
-            "vllm:num_requests_waiting": "waiting",
-            "vllm:kv_cache_usage_perc": "kv_usage_pct",
-            "vllm:gpu_cache_usage_perc": "kv_usage_pct",  # V0 name
-            "vllm:prompt_tokens_total": "prompt_tokens",
-            "vllm:generation_tokens_total": "generation_tokens",
-            "vllm:request_success_total": "requests",
-        }.get(name)
+        target = SERIES.get(name)
         if target is None:
             continue
         eng = sample.engines.setdefault(engine, EngineSample())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from hpclaunch.endpoints.stats import _log_rates_for_first_sample as first_sample_rates
 from hpclaunch.endpoints.stats import from_metrics
-from hpclaunch.vllm.logwatch import LogChunk, parse
+from hpclaunch.vllm.logs.parse import parse
+from hpclaunch.vllm.logs.read import LogChunk
 from hpclaunch.vllm.metrics import parse_metrics
 
 STATS_LINE = (

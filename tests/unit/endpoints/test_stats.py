@@ -4,7 +4,8 @@ still reports its KV cache size in tokens."""
 from __future__ import annotations
 
 from hpclaunch.endpoints.stats import startup_facts
-from hpclaunch.vllm.logwatch import LogChunk, parse
+from hpclaunch.vllm.logs.parse import parse
+from hpclaunch.vllm.logs.read import LogChunk
 
 # The V0 lines of vllm-project/vllm#10517 (Llama-3.1-8B on an RTX 3090, vLLM 0.6.x).
 V0_LOG = (

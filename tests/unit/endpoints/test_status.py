@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from hpclaunch.endpoints.status import _last_lines_hint
-from hpclaunch.vllm.logwatch import LogChunk, parse
+from hpclaunch.vllm.logs.parse import parse
+from hpclaunch.vllm.logs.read import LogChunk
 
 PREFIX = "(APIServer pid=7) INFO 11-27 09:00:0{i} [api_server.py:1] "
 HEALTH = PREFIX + 'INFO:     127.0.0.1:4{i}000 - "GET /health HTTP/1.1" 200 OK'

@@ -9,7 +9,7 @@ import pytest
 from hpclaunch.errors import UserError
 from hpclaunch.planning.catalog import catalog_names, model_info, resolve_model_id
 from hpclaunch.planning.modelinfo import ModelInfo
-from hpclaunch.vllm.flags import parser_names
+from hpclaunch.vllm.flags.catalogue import parser_names
 
 REQUIRED_CATALOG = [
     "Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "Qwen/Qwen3-8B", "Qwen/Qwen3-14B",

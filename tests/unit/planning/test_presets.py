@@ -13,7 +13,7 @@ from hpclaunch.config import ClusterProfile
 from hpclaunch.errors import UserError
 from hpclaunch.planning.plan import build, render_flags
 from hpclaunch.planning.presets import draft_model_for, load_preset, preset_names
-from hpclaunch.vllm.flags import check_args
+from hpclaunch.vllm.flags.check import check_args
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "presets" / "flags.txt"
 

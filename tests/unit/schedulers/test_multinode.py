@@ -207,7 +207,8 @@ def test_planner_counts_gpus_per_node_and_pipeline_stages_across_nodes() -> None
 ])
 def test_missing_nodes_in_the_head_log_are_the_failure_cause(line: str, code: str, words: str
                                                              ) -> None:
-    from hpclaunch.vllm.logwatch import LogChunk, parse
+    from hpclaunch.vllm.logs.parse import parse
+    from hpclaunch.vllm.logs.read import LogChunk
 
     text = ("(APIServer pid=7) INFO 11-27 09:48:00 [api_server.py:1885] vLLM API server "
             "version 0.33.0\n" + line + "\n(APIServer pid=7) ERROR 11-27 09:48:09 "

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from hpclaunch.vllm.advice import Advice, advise, suggested_batch
-from hpclaunch.vllm.logwatch import LogChunk, LogReport, parse
+from hpclaunch.vllm.logs.parse import parse
+from hpclaunch.vllm.logs.read import LogChunk
+from hpclaunch.vllm.logs.report import LogReport
 
 LOGS = Path(__file__).resolve().parents[2] / "data" / "logs"
 

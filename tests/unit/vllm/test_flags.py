@@ -8,18 +8,15 @@ import shlex
 import pytest
 
 from hpclaunch.errors import UserError
-from hpclaunch.vllm.flags import (
-    REMOVED,
-    FlagProblem,
+from hpclaunch.vllm.flags.argparser import build_serve_parser, parse_serve_args
+from hpclaunch.vllm.flags.catalogue import (
     available_versions,
-    build_serve_parser,
-    check_args,
     flag_spec,
-    human_readable_int,
     known_flags,
-    parse_serve_args,
     serve_defaults,
 )
+from hpclaunch.vllm.flags.check import REMOVED, FlagProblem, check_args
+from hpclaunch.vllm.flags.values import human_readable_int
 
 
 def problems(cmdline: str, version: str = "0.33.0") -> list[FlagProblem]:
@@ -240,3 +237,27 @@ def test_human_readable_ints_follow_vllm_lower_decimal_upper_binary() -> None:
     assert human_readable_int("40960") == 40_960
     with pytest.raises(ValueError):
         human_readable_int("1.5K")
+
+
+def test_vllm_0_11_switches_have_only_the_no_form() -> None:
+    # 0.11 used argparse's BooleanOptionalAction: --no-enable-prefix-caching, but no
+    # --disable-prefix-caching (0.33's EnableDisableAction added that pair).
+    problem = only("--disable-prefix-caching", "0.11.0")
+    assert "--no-enable-prefix-caching" in str(problem)
+    assert problem.suggestion == "--no-enable-prefix-caching"
+    assert problems("--no-enable-prefix-caching", "0.11.0") == []
+    assert problems("--disable-prefix-caching", "0.33.0") == []
+
+
+def test_reasoning_parsers_are_checked_against_the_version_that_runs() -> None:
+    assert problems("--reasoning-parser qwen3", "0.11.0") == []
+    assert "not a registered reasoning parser" in str(only("--reasoning-parser deepseek_v3",
+                                                           "0.11.0"))
+    assert problems("--reasoning-parser deepseek_v3", "0.33.0") == []
+
+
+def test_max_model_len_auto_is_a_0_33_value_only() -> None:
+    # 0.11 parses --max-model-len with plain human_readable_int: "auto" dies on the node.
+    assert "whole number" in str(only("--max-model-len auto", "0.11.0"))
+    assert problems("--max-model-len 32k", "0.11.0") == []
+    assert problems("--max-model-len auto", "0.33.0") == []

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time hpclaunch.vllm.logwatch on a multi-gigabyte log: read_head_tail + parse, N times.
+"""Time hpclaunch.vllm.logs on a multi-gigabyte log: read_head_tail + parse, N times.
 
 ``hpclaunch status`` reads every endpoint's log on every call, and a server that runs for days
 writes gigabytes, so the cost must not grow with the file.  This writes a sparse file of
@@ -11,7 +11,7 @@ lines, every one of which it looks at), which bounds the parse cost from above.
 Wall times are medians (other work on the machine shows up there); "best CPU" is the least
 process CPU time of one parse.  Not run by the tests.  Example::
 
-    .venv/bin/python scripts/bench_logwatch.py --size-gb 2 --iterations 50
+    .venv/bin/python scripts/bench_logs.py --size-gb 2 --iterations 50
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hpclaunch.vllm.logwatch import HEAD_BYTES, TAIL_BYTES, parse, read_head_tail  # noqa: E402
+from hpclaunch.vllm.logs.parse import parse  # noqa: E402
+from hpclaunch.vllm.logs.read import HEAD_BYTES, TAIL_BYTES, read_head_tail  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "logs" / "ok_v033_single.log"
 
