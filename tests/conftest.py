@@ -64,6 +64,27 @@ class CLIResult:
         return json.loads(self.stdout)
 
 
+def assert_golden(path: Path, script: str, update: bool) -> None:
+    """A rendered job script equals its golden file, and is valid bash.
+
+    The file is rewritten only with ``pytest --update-golden`` (never silently when missing,
+    as submitit's record does); on a mismatch the diff and the refresh command are shown.
+    """
+    import difflib
+
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    if update:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(script)
+    assert path.exists(), f"no golden file {path}; create it with pytest --update-golden"
+    expected = path.read_text()
+    if script != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), script.splitlines(True),
+                                            str(path), "rendered"))
+        pytest.fail(f"{path.name} differs; if the change is intended, refresh it with "
+                    f"pytest --update-golden after reading the diff:\n{diff}")
+
+
 def job_file(rec: dict, suffix: str) -> Path:
     """A file of the submission behind registry entry ``rec`` (``key``, ``endpoint.json``,
     ``exit``): named after the endpoint and its submission id."""

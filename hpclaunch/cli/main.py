@@ -54,8 +54,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 LAZY_COMMANDS = {
-    **dict.fromkeys(["submit", "wait", "endpoints", "status", "logs", "stop", "rm", "chat",
+    **dict.fromkeys(["submit", "wait", "endpoints", "status", "stop", "rm", "chat",
                      "completion"], "cli.endpoints"),
+    "logs": "cli.logs",
     "plan": "cli.plan", "check": "cli.plan", "suggest": "cli.plan", "presets": "cli.plan",
     "stats": "cli.stats", "watch": "cli.stats", "advise": "cli.stats",
     "export": "cli.eval", "env": "cli.eval", "eval": "cli.eval",

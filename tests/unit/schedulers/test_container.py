@@ -8,7 +8,6 @@ Docker command lines strictly before starting the stand-in).
 
 from __future__ import annotations
 
-import difflib
 import shlex
 import subprocess
 from dataclasses import replace
@@ -22,6 +21,7 @@ from hpclaunch.planning.plan import Plan, build
 from hpclaunch.planning.presets import load_preset
 from hpclaunch.schedulers import scheduler_for
 from hpclaunch.schedulers.container import container_name, launch
+from tests.conftest import assert_golden
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "containers"
 RESULTS = "/scratch/hpcl/results"
@@ -66,18 +66,7 @@ def render(case: str) -> str:
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
 def test_rendered_container_script_matches_golden(case: str, update_golden: bool) -> None:
     script = render(case)
-    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
-    path = GOLDEN / f"{case}.sh"
-    if update_golden:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(script)
-    assert path.exists(), f"no golden file {path}; create it with pytest --update-golden"
-    expected = path.read_text()
-    if script != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), script.splitlines(True),
-                                            str(path), "rendered"))
-        pytest.fail(f"rendered script differs from {path}:\n{diff}\nIf the change is "
-                    "intended: pytest tests/unit/schedulers/test_container.py --update-golden")
+    assert_golden(GOLDEN / f"{case}.sh", script, update_golden)
 
 
 def argv_of(case: str, **changes: object) -> list[str]:

@@ -7,7 +7,6 @@ tests/integration/schedulers/test_multinode_slurm.py.
 
 from __future__ import annotations
 
-import difflib
 import re
 import subprocess
 from pathlib import Path
@@ -22,6 +21,7 @@ from hpclaunch.planning.presets import load_preset
 from hpclaunch.schedulers.local import LocalScheduler
 from hpclaunch.schedulers.pbs import PBSScheduler
 from hpclaunch.schedulers.slurm import SlurmScheduler
+from tests.conftest import assert_golden
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "multinode"
 RESULTS = "/scratch/me/hpclaunch"
@@ -60,18 +60,7 @@ def render(case: str) -> str:
 def test_multinode_scripts_match_golden_and_are_valid_bash(case: str, update_golden: bool
                                                            ) -> None:
     script = render(case)
-    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
-    path = GOLDEN / f"{case}.sh"
-    if update_golden:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(script)
-    assert path.exists(), f"no golden file {path}; create it with pytest --update-golden"
-    expected = path.read_text()
-    if script != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), script.splitlines(True),
-                                            str(path), "rendered"))
-        pytest.fail(f"{path.name} differs (refresh with pytest {__file__} --update-golden "
-                    f"after checking the diff):\n{diff}")
+    assert_golden(GOLDEN / f"{case}.sh", script, update_golden)
 
 
 def test_golden_files_are_valid_bash() -> None:
@@ -219,7 +208,7 @@ def test_missing_nodes_in_the_head_log_are_the_failure_cause(line: str, code: st
 
 
 def test_node_log_path_sits_beside_the_realtime_log() -> None:
-    from hpclaunch.cli.endpoints import node_log_path
+    from hpclaunch.cli.logs import node_log_path
 
     path = node_log_path("/r/vllm_big.ab12_port8000_realtime.log", 1)
     assert path == "/r/vllm_big.ab12_node1.log"

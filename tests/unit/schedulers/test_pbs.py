@@ -9,7 +9,6 @@ machine's slurm-wlm-torque wrappers print. The real qsub/qstat/qdel path is in
 
 from __future__ import annotations
 
-import difflib
 import shutil
 import subprocess
 from dataclasses import dataclass, field, replace
@@ -34,6 +33,7 @@ from hpclaunch.schedulers.pbs import (
     parse_qstat_text,
     same_job,
 )
+from tests.conftest import assert_golden
 
 if TYPE_CHECKING:
     from hpclaunch.endpoints.status import Observation
@@ -385,17 +385,7 @@ def test_golden_scripts(case: str, update_golden: bool) -> None:
     if shutil.which("shellcheck"):
         subprocess.run(["shellcheck", "-s", "bash", "-e", "SC2016", "-"], input=script,
                        text=True, check=True)
-    path = GOLDEN / f"{case}.sh"
-    if update_golden:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(script)
-    assert path.exists(), f"no golden file {path}; create it with pytest --update-golden"
-    expected = path.read_text()
-    if script != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), script.splitlines(True),
-                                            str(path), "rendered"))
-        pytest.fail(f"{path.name} differs (refresh with pytest {__file__} --update-golden "
-                    f"after checking the diff):\n{diff}")
+    assert_golden(GOLDEN / f"{case}.sh", script, update_golden)
 
 
 def header(script: str) -> list[str]:

@@ -7,7 +7,6 @@ cancelling real jobs is tested in tests/integration/schedulers/test_slurm_e2e.py
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 import subprocess
@@ -30,6 +29,7 @@ from hpclaunch.schedulers.slurm import (
     parse_sacct,
     parse_squeue,
 )
+from tests.conftest import assert_golden
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "slurm"
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "slurm"
@@ -363,19 +363,7 @@ def test_rendered_script_matches_golden(case: str, update_golden: bool) -> None:
     preset, cluster = GOLDEN_CASES[case]
     plan = build(model="Qwen3-VL-2B", preset=load_preset(preset), cluster=cluster, name="qwen-vl")
     script = SlurmScheduler(cluster, None).render(plan, RESULTS)  # type: ignore[arg-type]
-    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
-    path = GOLDEN / f"{case}.sh"
-    if update_golden:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(script)
-    assert path.exists(), f"no golden file {path}; create it with pytest --update-golden"
-    expected = path.read_text()
-    if script != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), script.splitlines(True),
-                                            str(path), "rendered"))
-        pytest.fail(f"rendered script differs from {path}:\n{diff}\n"
-                    "If the change is intended: "
-                    "pytest tests/unit/schedulers/test_slurm.py --update-golden")
+    assert_golden(GOLDEN / f"{case}.sh", script, update_golden)
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
