@@ -63,6 +63,8 @@ LOG_FACTS: dict[str, tuple[str, ...]] = {
     "weights_took": ("Loading weights took %.2f seconds",),
     "model_loading": ("Model loading took ",),
     "kv_memory": ("Available KV cache memory: ",),
+    # V0's profiling summary (0.7-0.8; 0.6 printed "kv_cache_size=%.2fGiB" instead).
+    "v0_kv_memory": ("the rest of the memory reserved for KV Cache is ",),
     "kv_cache_size": ("KV cache size: %s tokens",),
     "max_concurrency": ("Maximum concurrency for %s tokens per request",),
     "gpu_blocks": ("# %s blocks: %d", "# GPU blocks: %d"),

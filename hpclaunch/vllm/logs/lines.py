@@ -59,7 +59,13 @@ STATS = re.compile(r"(?:Engine (?P<eng>\d+): |(?P<agg>\d+) Engines Aggregated: )
 NUM = re.compile(r"-?\d+(?:\.\d+)?")
 V0_PREFIX_HIT = re.compile(r"Prefix cache hit rate: GPU: ([\d.]+)%")
 
-KV_MEM = re.compile(r"Available KV cache memory: (-?[\d.]+) GiB")
+# The memory left for the KV cache, per worker: "Available KV cache memory: X GiB" (V1);
+# V0 ends its profiling summary with "the rest of the memory reserved for KV Cache is XGiB."
+# (0.7-0.8) or carries "kv_cache_size=XGiB" in it (0.6).
+KV_MEM = re.compile(
+    r"(?:Available KV cache memory: |memory reserved for KV Cache is |\bkv_cache_size=)"
+    r"(-?[\d.]+) ?GiB"
+)
 KV_TOKENS = re.compile(r"KV cache size: ([\d,]+) tokens")
 CONCURRENCY = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
 # "# GPU blocks" (V0, early V1), "# cuda blocks" (0.8 V0), "# cpu blocks" (CPU backend); the

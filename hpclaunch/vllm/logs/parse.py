@@ -27,6 +27,8 @@ _FACT_WORDS = (
     "application shutdown",
     "[shutdown] API server",
     "KV cache",
+    "KV Cache is",  # V0 profiling summary, 0.7-0.8
+    "kv_cache_size=",  # V0 profiling summary, 0.6
     "blocks: ",
     "Maximum concurrency",
     "took ",
@@ -140,7 +142,8 @@ class _Parser:
     def startup_fact(self, msg: str) -> bool:
         """Record a startup fact; True if the message was one."""
         f = self.facts
-        if "KV cache" in msg or "Maximum concurrency" in msg or "blocks: " in msg:
+        if ("KV cache" in msg or "Maximum concurrency" in msg or "blocks: " in msg
+                or "KV Cache is" in msg or "kv_cache_size=" in msg):
             # 0.33 prints tokens and concurrency on one line, older versions on two.
             hit = False
             if m := L.KV_MEM.search(msg):

@@ -175,7 +175,7 @@ STARTUP_CASES: dict[str, Expected] = {
         listen_url="http://0.0.0.0:8000",
         model_load_gib=14.9888,
         model_load_seconds=None,
-        kv_cache_gib=[],
+        kv_cache_gib=[3.81],  # "kv_cache_size=3.81GiB" in V0's profiling summary
         kv_cache_tokens=[],
         max_concurrency=[1.56],
         for_tokens=20000,

@@ -62,6 +62,7 @@ STARTUP: dict[str, Callable[[LogReport, str], object]] = {
     "model_loading": lambda r, v: (r.startup.model_load_gib, r.startup.model_load_seconds)
     == (4.27, 12.345678),
     "kv_memory": lambda r, v: r.startup.kv_cache_gib == [37.15],
+    "v0_kv_memory": lambda r, v: r.startup.kv_cache_gib == [54.97],
     "kv_cache_size": lambda r, v: r.startup.kv_cache_tokens == [347808],
     "max_concurrency": lambda r, v: r.startup.max_concurrency == [8.49]
     and r.startup.for_tokens == 40960,
