@@ -73,6 +73,19 @@ def test_tokens_and_concurrency_match_the_printed_lines(case_id: str) -> None:
     assert report.fits
 
 
+def test_a_vision_language_model_is_sized_by_its_nested_text_config() -> None:
+    # GLM-4.1V-9B-Thinking: the KV comes from text_config (40 layers, 2 KV heads of 128), the
+    # vision tower costs weights only. vLLM 0.11 printed 425,424 tokens from 16.23 GiB.
+    report, expect = replay("vl-glm-4.1v-9b")
+    assert report.kv_tokens is not None and report.max_concurrency is not None
+    assert report.kv_bytes_per_token == 40 * 2 * 2 * 128 * 2
+    assert within(report.kv_tokens, expect["kv_tokens"])
+    assert within(report.kv_tokens / 16, expect["gpu_blocks"])
+    assert within(report.max_concurrency, expect["max_concurrency"])
+    assert report.fits
+    assert any("vision encoder" in a for a in report.assumptions)
+
+
 def test_sliding_window_layers_cost_only_their_window() -> None:
     # gpt-oss-120b: 18 sliding (window 128) + 18 full layers, two KV groups. vLLM 0.12 prints
     # blocks // 2 groups x 16 tokens; a full-attention model of 36 layers would hold half.
