@@ -38,3 +38,12 @@ def test_a_kv_cache_size_that_is_not_a_gib_figure_is_not_memory() -> None:
     line = "INFO 12-02 10:00:45 x.py:1] config: kv_cache_size=None, kv_cache_dtype=auto\n"
     facts = startup_facts(parse(LogChunk.from_bytes(line.encode(), b"", len(line))))
     assert "kv_cache_gib" not in facts
+
+
+def test_v0_0_8_profiling_summary_line_gives_the_kv_size_in_gib() -> None:
+    # A real 0.8 V0 worker line, from vllm-project/vllm#14447 (4 x RTX 3090, TP=4).
+    line = ("(VllmWorkerProcess pid=521) INFO 04-12 08:21:19 [worker.py:267] model weights take "
+            "21.21GiB; non_torch_memory takes 0.20GiB; PyTorch activation peak memory takes "
+            "0.37GiB; the rest of the memory reserved for KV Cache is 1.57GiB.\n")
+    facts = startup_facts(parse(LogChunk.from_bytes(line.encode(), b"", len(line))))
+    assert facts["kv_cache_gib"] == [1.57]
