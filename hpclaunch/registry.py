@@ -306,7 +306,46 @@ class Registry:
 
 
 def decode_records(raw: bytes) -> dict[str, Record]:
-    """The registry file's records; ``ValueError`` names the first bad entry and field."""
+    """The registry file's records; ``ValueError`` names the first bad entry and field.
+
+    Every command reads the registry, so the good case is one typed msgspec decode of the
+    whole file (a few ms for 1,000 entries); only a file that fails it is walked entry by
+    entry, to name the entry and the field.
+    """
+    import msgspec  # where files are read, not at import: --help stays fast
+
+    try:
+        data = msgspec.json.decode(raw, type=_RegistryFile, strict=True)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _decode_slowly(raw)
+    if data.schema != SCHEMA_VERSION:
+        raise ValueError(f"schema version {data.schema!r}, this hpclaunch reads {SCHEMA_VERSION}")
+    for name, rec in data.endpoints.items():
+        _check_record(name, rec)
+    return data.endpoints
+
+
+@dataclass
+class _RegistryFile:
+    schema: Any = None
+    endpoints: dict[str, Record] = field(default_factory=dict)
+
+
+def _check_record(name: str, rec: Record) -> None:
+    """What types alone do not say: the name rule, the key, known states, a real port."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise ValueError(f"endpoints.{name!r}: invalid endpoint name {name!r}")
+    if rec.name != name:
+        raise ValueError(f"endpoints.{name!r}: its name field says {rec.name!r}")
+    if rec.state not in STATES:
+        raise ValueError(f"endpoints.{name!r}: state: {rec.state!r} is not one of "
+                         f"{', '.join(STATES)}")
+    if rec.port and not 0 < rec.port < 65536:
+        raise ValueError(f"endpoints.{name!r}: port: {rec.port} is not a port number")
+
+
+def _decode_slowly(raw: bytes) -> dict[str, Record]:
+    """Entry by entry, so that the error names the entry (msgspec's path does not)."""
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -324,8 +363,7 @@ def decode_records(raw: bytes) -> dict[str, Record]:
             rec = Record.from_json(entry)
         except (ValueError, UserError) as exc:
             raise ValueError(f"endpoints.{name!r}: {exc}") from None
-        if rec.name != name:
-            raise ValueError(f"endpoints.{name!r}: its name field says {rec.name!r}")
+        _check_record(name, rec)
         records[name] = rec
     return records
 

@@ -218,7 +218,8 @@ def endpoints(show_all: bool, cached: bool, as_json: bool, usage: bool) -> None:
             click.echo(f"hpclaunch: warning: {warning}", err=True)
     from hpclaunch.cli import fleet
 
-    by_name = registry.load() if cached else fleet.refresh_fleets()
+    by_name = {r.name: r for r in records} if cached else \
+        fleet.refresh_fleets({r.name: r for r in records})
     if usage:
         click.echo(table(fleet.usage_rows(by_name), ["NAME", "KIND", "STATE", "GPUS", "GPU-H"]))
         return

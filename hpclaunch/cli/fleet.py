@@ -57,16 +57,20 @@ def submit_extras(request: Any, replicas: int | None, restart: bool,
     return submit_fleet(request, replicas, restart=restart, idle_stop_s=idle_s, relay=relay)
 
 
-def refresh_fleets() -> dict[str, Any]:
+def refresh_fleets(records: dict[str, Any] | None = None) -> dict[str, Any]:
     """The registry after what a refresh implies: real end times of stopped Slurm jobs,
-    replacement replicas, fleets whose replicas all ended (fleet.launch.reconcile)."""
+    replacement replicas, fleets whose replicas all ended (fleet.launch.reconcile).
+
+    ``records`` is the registry as a refresh just left it: read again only if this changes it.
+    """
     from hpclaunch.fleet.launch import reconcile
     from hpclaunch.fleet.view import backfill_finished
     from hpclaunch.registry import Registry
 
     registry = Registry()
-    backfill_finished(registry)
-    records = registry.load()
+    records = registry.load() if records is None else records
+    if backfill_finished(registry, records):
+        records = registry.load()
     if any(r.role == "fleet" and not r.final for r in records.values()):
         for note in reconcile(registry):
             click.echo(f"hpclaunch: {note}", err=True)

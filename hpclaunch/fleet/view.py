@@ -41,7 +41,7 @@ def fleet_gpu_hours(fleet: Record, records: dict[str, Record]) -> float:
     return gpu_hours(fleet) + sum(gpu_hours(r) for r in replicas_of(fleet.name, records))
 
 
-def backfill_finished(registry: Registry) -> None:
+def backfill_finished(registry: Registry, records: dict[str, Record] | None = None) -> bool:
     """Ask the scheduler when stopped jobs really ended (one call per cluster).
 
     ``hpclaunch stop`` records an endpoint ENDED the moment it cancels the job, before
@@ -55,12 +55,13 @@ def backfill_finished(registry: Registry) -> None:
     from hpclaunch.schedulers.base import DONE
 
     todo: dict[str, list[Record]] = {}
-    for rec in registry.load().values():
+    changed = False
+    for rec in (registry.load() if records is None else records).values():
         if rec.final and rec.started and not rec.finished and rec.job_id \
                 and rec.scheduler == "slurm":
             todo.setdefault(rec.cluster, []).append(rec)
     if not todo:
-        return
+        return False
     profiles = load_profiles()
     for recs in todo.values():
         try:
@@ -78,3 +79,5 @@ def backfill_finished(registry: Registry) -> None:
             job = states.get(rec.job_id)
             if job is not None and job.state == DONE and job.end:
                 registry.update(rec.name, finished=job.end)
+                changed = True
+    return changed
