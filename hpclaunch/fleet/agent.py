@@ -176,12 +176,16 @@ class Agent:
             log(f"left {self.router} ({status} {body[:100]})")
             self.router = ""
             time.sleep(0.5)  # a request the router sent just before is counted by now
-        deadline = time.monotonic() + self.drain_s
-        while alive(self.pid) and time.monotonic() < deadline:
+        started = time.monotonic()
+        while alive(self.pid) and time.monotonic() < started + self.drain_s:
             status, text = http("GET", f"{self.local}/metrics", timeout=2.0)
             if status != 200 or load_counters(text)[1] == 0:
                 break
             time.sleep(0.2)
+        # Says whether in-flight requests could finish: a server that a job-wide signal
+        # stopped before the drain could not let them.
+        log(f"drained in {time.monotonic() - started:.1f} s" if alive(self.pid)
+            else "the server had stopped before the drain")
 
     def run(self) -> int:
         why = ""
