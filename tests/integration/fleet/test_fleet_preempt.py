@@ -8,11 +8,15 @@ finish: its server runs in a session of its own, so only the job script's trap s
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import HPC
+import pytest
+
+from tests.conftest import HPC, PARTITION, require
 from tests.integration.fleet.test_fleet_local import (
     Load,
     fleet_row,
@@ -66,3 +70,77 @@ def test_sigterm_to_the_whole_job_leaves_the_router_and_drains_before_the_server
     assert "READY 1/2" in fleet_row(hpc, "fp")
     assert post_chat(url, fleet["api_key"], "fp") == 200
     hpc("stop", "fp")
+
+
+# -- the real single-node Slurm with its preemptible partition ------------------------------
+
+SCAVENGER = os.environ.get("HPCLAUNCH_TEST_SLURM_SCAVENGER_PARTITION", "")
+URGENT = os.environ.get("HPCLAUNCH_TEST_SLURM_URGENT_PARTITION", "")
+
+
+def free_gpus() -> int:
+    """GPUs of the node no job holds now (other tests share this Slurm)."""
+    out = subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True, text=True,
+                         check=True).stdout
+    total = sum(int(n) for n in re.findall(r"\bGres=gpu:(\d+)", out))
+    used = sum(int(n) for n in re.findall(r"AllocTRES=\S*?gres/gpu=(\d+)", out))
+    return total - used
+
+
+@pytest.mark.slurm
+def test_a_replica_preempted_on_slurm_leaves_the_router_first_and_is_replaced(
+        slurm_hpc: HPC):
+    """A higher-priority job takes one replica's GPU: during the grace time the replica's
+    agent sees PreemptTime, leaves the router, drains and stops; nothing fails."""
+    partitions = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True,
+                                check=False).stdout.split()
+    require(bool(SCAVENGER and URGENT and SCAVENGER in partitions),
+            "the preemptible Slurm partitions (scavenger/urgent)",
+            "a fresh `bash scripts/services.sh start slurm` with the current slurm.conf.in")
+    hpc = slurm_hpc
+    with (hpc.config_dir / "clusters.yaml").open("a") as fh:
+        fh.write(f"    router:\n      partition: {PARTITION}\n      time-limit: '00:10:00'\n"
+                 "      health-check-interval: 1\n")
+    hpc("submit", MODEL, "--preset", "single-gpu", "--name", "pf", "--replicas", "2",
+        "--replicas-restart", "--set", f"partition={SCAVENGER}",
+        "--env", "HPCLAUNCH_STANDIN_TOKEN_DELAY=0.3")
+    hpc("wait", "pf", "--timeout", "90")
+    until(lambda: "READY 2/2" in fleet_row(hpc, "pf"), 60, "both replicas READY")
+    reg = hpc.registry()
+    fleet = reg["pf"]
+    load = Load(f"http://{fleet['host']}:{fleet['port']}/v1", fleet["api_key"], "pf",
+                count=60, rate=4)
+    load.start()
+    time.sleep(1.0)
+    # One GPU more than is free: Slurm preempts exactly one scavenger replica.
+    urgent = subprocess.run(
+        ["sbatch", "--parsable", "-p", URGENT, f"--gres=gpu:{free_gpus() + 1}", "-t", "2",
+         "-o", "/dev/null", "--wrap", "sleep 30"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        def preempted() -> str:
+            for name in ("pf.r0", "pf.r1"):
+                rec = reg[name]
+                log = Path(rec["results_dir"]) / f"{name}.{rec['submission']}.agent.log"
+                if log.exists() and "preempted by Slurm" in log.read_text():
+                    return name
+            return ""
+
+        victim = until(preempted, 40, "a replica to see its preemption")
+        load.join(timeout=60)
+        print(f"{len(load.codes)} requests across a preemption of {victim}, "
+              f"{load.failed} failed")
+        assert len(load.codes) == 60 and load.failed == 0, load.codes
+        rec = reg[victim]
+        lines = (Path(rec["results_dir"]) / f"{victim}.{rec['submission']}.agent.log"
+                 ).read_text().splitlines()
+        told = next(i for i, line in enumerate(lines) if "leaving within the grace" in line)
+        assert "left http://" in lines[told + 1] and "drained in" in lines[told + 2], lines
+        until(lambda: "READY 1/2" in fleet_row(hpc, "pf"), 30, "the fleet to show 1 of 2")
+        # The refresh queued a replacement (it waits for the urgent job's GPUs).
+        until(lambda: "pf.r2" in hpc.registry(), 30, "a replacement replica")
+        assert hpc.registry()["pf.r2"]["fleet"] == "pf"
+        assert hpc.registry()[victim]["reason"].startswith("preempted by Slurm")
+    finally:
+        subprocess.run(["scancel", urgent], check=False)
+        hpc("stop", "pf", ok=None)
