@@ -38,6 +38,9 @@ ADVERTISED_CPUS=${HPCLAUNCH_SLURM_CPUS:-8}
 GPUS=4
 PARTITION=debug
 GPU_PARTITION=gpu
+# Preemption tests: a job in URGENT_PARTITION preempts jobs in SCAVENGER_PARTITION (GraceTime=10).
+SCAVENGER_PARTITION=scavenger
+URGENT_PARTITION=urgent
 FAKEGPU_DIR=/run/fakegpu
 PBS_NODEFILE_DIR=/tmp/hpclaunch-pbs
 
@@ -376,7 +379,7 @@ start_slurm() {
     wait_slurm_up "$t0"
     alive "$SLURMCTLD_PIDFILE" slurmctld || { tail_logs "$SLURMCTLD_LOG"; die "slurmctld died"; }
     alive "$SLURMD_PIDFILE" slurmd || { tail_logs "$SLURMD_LOG"; die "slurmd died"; }
-    log "slurm up in $(since "$t0") s: node $node $(node_state), partitions $PARTITION (default) and $GPU_PARTITION"
+    log "slurm up in $(since "$t0") s: node $node $(node_state), partitions $PARTITION (default), $GPU_PARTITION, $SCAVENGER_PARTITION (preemptible) and $URGENT_PARTITION"
 }
 
 cancel_all_jobs() {
@@ -432,6 +435,11 @@ env_slurm() {
     echo "export HPCLAUNCH_TEST_SLURM=1"
     echo "export HPCLAUNCH_TEST_SLURM_PARTITION=$PARTITION"
     echo "export HPCLAUNCH_TEST_SLURM_GPU_PARTITION=$GPU_PARTITION"
+    # Only a Slurm started with the preemptible partitions (an older config has none) names them.
+    if [ -n "$(sinfo -h -p "$SCAVENGER_PARTITION" -o %P 2>/dev/null)" ]; then
+        echo "export HPCLAUNCH_TEST_SLURM_SCAVENGER_PARTITION=$SCAVENGER_PARTITION"
+        echo "export HPCLAUNCH_TEST_SLURM_URGENT_PARTITION=$URGENT_PARTITION"
+    fi
     echo "# CPUs the node advertises (SlurmdParameters=config_overrides; the machine has $(nproc))."
     echo "# sbatch -c <more than this> is accepted and stays PENDING (Reason=PartitionConfig);"
     echo "# a job that takes them all keeps the next one PENDING (Reason=Resources)."

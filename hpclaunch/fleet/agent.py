@@ -18,6 +18,12 @@ daemon anywhere else to keep the router's list right.
 - Walltime relay: on SIGUSR1 (Slurm's ``--signal=B:USR1@LEAD`` through the job's
   trap) it first waits, up to ``HPC_RELAY_WAIT_S``, until the router has another
   healthy worker (the successor), so that the name never points at nothing.
+- Preemption on Slurm: during a preemption's GraceTime no signal reaches a batch job's
+  processes (Slurm signals job steps; ours has none), and at its end every process gets
+  SIGTERM at once, vLLM included. So under Slurm (``SLURM_JOB_ID`` set, ``scontrol`` on
+  PATH) it asks ``scontrol show job`` every ``HPC_PREEMPT_POLL_S`` seconds whether
+  ``PreemptTime`` is set; once it is, it writes the reason, leaves, drains and sends
+  SIGTERM to the server within the grace time.
 - Idle stop: when ``HPC_IDLE_STOP_S`` > 0 and vLLM's request counters in
   ``/metrics`` have not moved for that long, writes the reason file, leaves,
   drains and sends SIGTERM to the server.
@@ -28,7 +34,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 import time
 import urllib.error
@@ -37,6 +45,7 @@ import urllib.request
 
 _SAMPLE = re.compile(r"^(vllm:(?:request_success_total|num_requests_running|"
                      r"num_requests_waiting))(?:\{[^}]*\})?\s+([-+0-9.eE]+)", re.M)
+_PREEMPT = re.compile(r"(?:^|\s)PreemptTime=(\S+)")
 _stop = False
 _relay = False
 
@@ -90,6 +99,23 @@ def router_base(path: str) -> tuple[str, str]:
         return "", ""
 
 
+def preempt_time(scontrol_text: str) -> str:
+    """Slurm's PreemptTime from ``scontrol show job -o``; "" while the job is not preempted."""
+    match = _PREEMPT.search(scontrol_text)
+    value = match.group(1) if match else ""
+    return "" if value in ("", "None", "Unknown") else value
+
+
+def slurm_preempted(job_id: str) -> str:
+    """When Slurm chose to preempt this job, or "" (also when scontrol does not answer)."""
+    try:
+        proc = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return preempt_time(proc.stdout) if proc.returncode == 0 else ""
+
+
 def human(seconds: float) -> str:
     """``1800`` -> ``30m``, ``5400`` -> ``1h30m``, ``4`` -> ``4s``: as --idle-stop is written."""
     whole = int(seconds)
@@ -122,6 +148,10 @@ class Agent:
         self.poll = float(env.get("HPC_POLL_S") or 1)
         self.relay_wait_s = float(env.get("HPC_RELAY_WAIT_S") or 0)
         self.key = env.get("VLLM_API_KEY", "")
+        self.slurm_job = env.get("SLURM_JOB_ID", "") if shutil.which("scontrol") else ""
+        self.preempt_poll = float(env.get("HPC_PREEMPT_POLL_S") or 2)
+        self.next_preempt_check = 0.0
+        self.preempted = ""
         self.router = ""
         self.joined_to = ""
         self.healthy = False
@@ -132,6 +162,11 @@ class Agent:
         """One look around; returns "" to go on, or why to leave."""
         if not alive(self.pid):
             return "the server exited"
+        if self.slurm_job and time.monotonic() >= self.next_preempt_check:
+            self.next_preempt_check = time.monotonic() + self.preempt_poll
+            self.preempted = slurm_preempted(self.slurm_job)
+            if self.preempted:
+                return "preempted"
         if not self.healthy:
             self.healthy = http("GET", f"{self.local}/health")[0] == 200
             self.last_active = time.monotonic()
@@ -176,12 +211,16 @@ class Agent:
             log(f"left {self.router} ({status} {body[:100]})")
             self.router = ""
             time.sleep(0.5)  # a request the router sent just before is counted by now
-        deadline = time.monotonic() + self.drain_s
-        while alive(self.pid) and time.monotonic() < deadline:
+        started = time.monotonic()
+        while alive(self.pid) and time.monotonic() < started + self.drain_s:
             status, text = http("GET", f"{self.local}/metrics", timeout=2.0)
             if status != 200 or load_counters(text)[1] == 0:
                 break
             time.sleep(0.2)
+        # Says whether in-flight requests could finish: a server that a job-wide signal
+        # stopped before the drain could not let them.
+        log(f"drained in {time.monotonic() - started:.1f} s" if alive(self.pid)
+            else "the server had stopped before the drain")
 
     def run(self) -> int:
         why = ""
@@ -189,9 +228,12 @@ class Agent:
             why = self.step()
             if not why:
                 time.sleep(self.poll)
+        if why == "preempted":
+            log(f"preempted by Slurm at {self.preempted}: leaving within the grace time")
         self.leave()
-        if why == "idle":
-            reason = f"idle stop: no requests for {human(self.idle_s)}"
+        if why in ("idle", "preempted"):
+            reason = (f"idle stop: no requests for {human(self.idle_s)}" if why == "idle" else
+                      f"preempted by Slurm at {self.preempted}: left the router and drained")
             log(reason)
             if self.reason_file:
                 with open(self.reason_file, "w") as fh:

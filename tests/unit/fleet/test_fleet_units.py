@@ -12,7 +12,7 @@ from hpclaunch.cli.fleet import parse_duration
 from hpclaunch.config import ClusterProfile
 from hpclaunch.errors import UserError
 from hpclaunch.fleet import router
-from hpclaunch.fleet.agent import human, load_counters, router_base
+from hpclaunch.fleet.agent import human, load_counters, preempt_time, router_base
 from hpclaunch.fleet.view import gpu_hours
 from hpclaunch.registry import ENDED, Record, Registry, decode_records
 from hpclaunch.schedulers.base import DONE, RUNNING
@@ -132,3 +132,12 @@ def test_fleets_on_pbs_are_refused_with_the_reason() -> None:
     profile = replace(ClusterProfile(name="p"), scheduler="pbs")
     with pytest.raises(UserError, match="fleets run their router on Slurm or"):
         router.directives(profile, "q", "/r")
+
+
+def test_agent_sees_a_slurm_preemption_by_its_preempt_time() -> None:
+    """Set at the start of the grace time (seen on Slurm 22.05), "None" before."""
+    running = "JobId=7 JobState=RUNNING PreemptEligibleTime=2026-11-27T10:48:58 PreemptTime=None"
+    assert preempt_time(running) == ""
+    told = running.replace("PreemptTime=None", "PreemptTime=2026-11-27T10:49:01")
+    assert preempt_time(told) == "2026-11-27T10:49:01"
+    assert preempt_time("") == ""
