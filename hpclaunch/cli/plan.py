@@ -85,7 +85,7 @@ def _with_common(fn: Any) -> Any:
 @click.option("--max-model-len", help="Context length to plan for (overrides the preset).")
 @click.option("--kv-cache-gib", type=float,
               help="KV memory per GPU that vLLM reported ('Available KV cache memory: X GiB'): "
-                   "the prediction is then exact.")
+                   "the prediction is then exact. With several workers, give the smallest.")
 def plan_command(model: str, preset: str, gpu: str | None, cluster: str | None,
                  sets: tuple[str, ...], vllm_args: str, gpus_per_node: int | None,
                  as_json: bool, max_model_len: str | None, kv_cache_gib: float | None) -> None:

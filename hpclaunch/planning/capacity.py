@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hpclaunch.errors import UserError
 from hpclaunch.planning import kv
 from hpclaunch.planning.kvplan import kv_numbers, layout_for
+from hpclaunch.planning.kvspec import rules_for
 from hpclaunch.planning.modelinfo import ModelInfo
 from hpclaunch.planning.report import CapacityReport
 from hpclaunch.planning.settings import ServeSettings, settings_from_flags
@@ -165,10 +166,9 @@ def capacity(
         kv_bytes = kv_cache_bytes
         base["kv_cache_source"] = "reported by vLLM"
         assumptions.append(f"KV cache memory per GPU: {kv_cache_bytes / kv.GiB:.2f} GiB as "
-                           "vLLM reported it ('Available KV cache memory'); with TP or PP the "
-                           "engine sizes the cache by the worker with the least memory, and the "
-                           "printed line is the first worker's: expect up to ~1.2 % fewer "
-                           "tokens (the smallest figure of all workers is exact)")
+                           "vLLM reported it ('Available KV cache memory')")
+        if tp * pp > 1:
+            assumptions.append(_workers_note(version))
     elif gpu is not None:
         activation = kv.activation_bytes_guess(info, mnbt, tp)
         non_torch = kv.DEFAULT_NON_TORCH_BYTES + (kv.GiB // 2 if tp * pp > 1 else 0)
@@ -220,6 +220,18 @@ def capacity(
         assumptions.append(f"--kv-offloading-size {s.kv_offloading_size:g} GiB of KV in CPU "
                            "memory is not counted: the GPU cache alone is what vLLM reports")
     return CapacityReport(**base, assumptions=assumptions, notes=[n for n in notes if n])
+
+
+def _workers_note(version: str) -> str:
+    """With several workers vLLM sizes one pool by the worker with the least KV memory, and
+    which worker's lines reach the log depends on the version."""
+    if rules_for(version).report_per_worker:
+        return ("several workers: each prints its own 'Available KV cache memory' and its own "
+                "'GPU KV cache size'; the engine keeps the smallest, so give the smallest "
+                "figure to get the pool (any worker's figure gives that worker's line)")
+    return ("several workers: only the first worker's 'Available KV cache memory' is printed, "
+            "but the pool is the smallest worker's: vLLM's token line can be lower than "
+            "planned by the spread between workers (0.9-1.2 % in real TP logs)")
 
 
 def report_for_plan(plan: Plan, *, gpu: str | None = None, kv_cache_gib: float | None = None,

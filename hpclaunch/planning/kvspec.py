@@ -46,12 +46,18 @@ class VersionRules:
     async_scheduling
         Async scheduling is on by default (0.33), so a sliding-window layer keeps the
         tokens of PP + 1 batches in flight besides its window (else PP batches).
+    report_per_worker
+        Every worker prints its ``Available KV cache memory`` and the engine prints one
+        ``GPU KV cache size`` per worker, each from that worker's own memory, before the pool
+        shrinks to the smallest worker's blocks (0.10, 0.11). From 0.12 one line of each is
+        printed: the node's first worker's memory and the pool's (smallest worker's) tokens.
     """
 
     pp_check_whole_model: bool
     null_block: bool
     tokens_from_concurrency: bool
     async_scheduling: bool
+    report_per_worker: bool = False
 
 
 def rules_for(version: str) -> VersionRules:
@@ -64,12 +70,15 @@ def rules_for(version: str) -> VersionRules:
     # Boundaries from the sources of 0.11.0, 0.13.0, 0.15.1, 0.17.0, 0.20.0, 0.25.0 and 0.33.0:
     # per-stage check in 0.13, whole-model check in 0.15.1, per-stage projection again from
     # 0.17; "GPU KV cache size" from concurrency in 0.25 but not 0.20; the null block held
-    # back in 0.33 but not 0.25. Versions in between are assigned to the nearer checked one.
+    # back in 0.33 but not 0.25; the KV lines printed per worker in 0.10.0 and 0.11.0, once
+    # after the smallest worker was taken in 0.12.0 and 0.13.0. Versions in between are
+    # assigned to the nearer checked one.
     return VersionRules(
         pp_check_whole_model=(0, 14) <= v < (0, 17),
         null_block=v >= (0, 29),
         tokens_from_concurrency=v >= (0, 23),
         async_scheduling=v >= (0, 29),
+        report_per_worker=v < (0, 12),
     )
 
 
