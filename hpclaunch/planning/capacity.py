@@ -148,7 +148,7 @@ def capacity(
     base.update(weights_bytes=weights, weights_per_gpu_bytes=weights_per_gpu)
 
     layout, why, steps = layout_for(info, tp=tp, pp=pp, kv_cache_dtype=s.kv_cache_dtype,
-                                    block_size=s.block_size)
+                                    block_size=s.block_size, version=version)
     if layout is None:
         notes.append(why)
     else:

@@ -29,7 +29,8 @@ class KVNumbers:
 
 
 def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
-               block_size: int) -> tuple[KVLayout | None, str, list[str]]:
+               block_size: int, version: str = "0.33.0",
+               ) -> tuple[KVLayout | None, str, list[str]]:
     """The model's KV layout, or ``(None, why)`` when it cannot be modelled."""
     if info.sliding_window_or_hybrid and not info.layer_types and not info.sliding_window:
         return None, (f"{info.model_id} mixes attention with layers whose kind the config does "
@@ -41,7 +42,9 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
                       "state shares vLLM's KV pool; its KV cache is not modelled"), []
     try:
         dtype_bytes = kv.kv_dtype_bytes(info, kv_cache_dtype)
-        layout = kv_layout(info, tp=tp, pp=pp, dtype_bytes=dtype_bytes, block_size=block_size)
+        chunked_apart = rules_for(version).chunked_local_hybrid
+        layout = kv_layout(info, tp=tp, pp=pp, dtype_bytes=dtype_bytes, block_size=block_size,
+                           chunked_local_hybrid=chunked_apart)
     except ValueError as exc:
         return None, str(exc), []
     steps = []
@@ -62,7 +65,13 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
         "layers by KV kind: " + ", ".join(f"{n} {k}" for k, n in counts.items())
         + f"; {len(layout.groups)} KV group(s) of {'/'.join(map(str, sizes))} layers"
         + (f" ({layout.padded_layers} padding layers)" if layout.padded_layers else "")
-        + (f"; sliding window {layout.window} tokens" if "sliding" in counts else ""))
+        + (f"; sliding window {layout.window} tokens" if "sliding" in counts else "")
+        + (f"; chunked local attention, chunks of {layout.chunk} tokens" if layout.chunk
+           else ""))
+    if "chunked" in info.kinds and not layout.chunk:
+        steps.append(f"vLLM {version} turns the hybrid KV manager off for chunked local "
+                     "attention (VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=0 before "
+                     "0.14): its layers keep every token, like full attention")
     if pp > 1:
         steps.append(f"pipeline stages hold {[len(r) for r in layout.stages]} layers "
                      "(vLLM's get_pp_indices); one block costs the fullest group's layers of "
@@ -75,6 +84,8 @@ def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
     """vLLM's figures for ``max_model_len`` given ``kv_bytes`` of KV memory per GPU."""
     rules = rules_for(version)
     in_flight = ((pp + 1) if rules.async_scheduling else pp) * max_num_batched_tokens
+    if layout.chunk and not rules.async_scheduling:
+        in_flight = max_num_batched_tokens  # 0.14-0.25: one chunk + max-num-batched-tokens
     num_blocks = max(0, layout.num_blocks(kv_bytes))
     per_request = layout.blocks_per_request(max_model_len, in_flight)
     concurrency = num_blocks / per_request
@@ -97,7 +108,9 @@ def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
         f" B on the fullest stage) = {num_blocks:,}; a request of {max_model_len:,} tokens "
         f"takes {per_request:,} blocks (sum over groups"
         + (f"; sliding groups keep window-1 + {in_flight:,} in-flight tokens + 1 block"
-           if "sliding" in layout.kinds else "") + ")",
+           if "sliding" in layout.kinds else "")
+        + (f"; chunked groups keep one chunk + {in_flight:,} in-flight tokens"
+           if layout.chunk else "") + ")",
         f"vLLM {version}: 'GPU KV cache size' = {how}; concurrency = blocks / blocks per request",
         f"start-up check: one request needs {needed / kv.GiB:.2f} GiB"
         + (" (every layer of the model against one stage's memory, as this version does)"

@@ -46,6 +46,10 @@ class VersionRules:
     async_scheduling
         Async scheduling is on by default (0.33), so a sliding-window layer keeps the
         tokens of PP + 1 batches in flight besides its window (else PP batches).
+    chunked_local_hybrid
+        Llama 4's chunked local layers get their own KV groups, holding one chunk plus the
+        batch in flight (0.14 on: ``VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE``
+        defaults to 1); before, the hybrid manager is disabled for them and they are full.
     report_per_worker
         Every worker prints its ``Available KV cache memory`` and the engine prints one
         ``GPU KV cache size`` per worker, each from that worker's own memory, before the pool
@@ -58,6 +62,7 @@ class VersionRules:
     tokens_from_concurrency: bool
     async_scheduling: bool
     report_per_worker: bool = False
+    chunked_local_hybrid: bool = True
 
 
 def rules_for(version: str) -> VersionRules:
@@ -70,15 +75,17 @@ def rules_for(version: str) -> VersionRules:
     # Boundaries from the sources of 0.11.0, 0.13.0, 0.15.1, 0.17.0, 0.20.0, 0.25.0 and 0.33.0:
     # per-stage check in 0.13, whole-model check in 0.15.1, per-stage projection again from
     # 0.17; "GPU KV cache size" from concurrency in 0.25 but not 0.20; the null block held
-    # back in 0.33 but not 0.25; the KV lines printed per worker in 0.10.0 and 0.11.0, once
-    # after the smallest worker was taken in 0.12.0 and 0.13.0. Versions in between are
-    # assigned to the nearer checked one.
+    # back in 0.33 but not 0.25; chunked local attention kept apart by default from 0.14.0
+    # (0.13.0 and before: treated as full); the KV lines printed per worker in 0.10.0 and
+    # 0.11.0, once after the smallest worker was taken in 0.12.0 and 0.13.0. Versions in
+    # between are assigned to the nearer checked one.
     return VersionRules(
         pp_check_whole_model=(0, 14) <= v < (0, 17),
         null_block=v >= (0, 29),
         tokens_from_concurrency=v >= (0, 23),
         async_scheduling=v >= (0, 29),
         report_per_worker=v < (0, 12),
+        chunked_local_hybrid=v >= (0, 14),
     )
 
 
@@ -93,7 +100,7 @@ def pp_partition(num_layers: int, pp: int) -> list[int]:
 
 @dataclass(frozen=True)
 class _Group:
-    kind: str  # full | sliding | mla
+    kind: str  # full | sliding | chunked | mla
     layers: tuple[int, ...]  # global layer indices in this group
 
 
@@ -109,6 +116,7 @@ class KVLayout:
     stages: tuple[range, ...]
     padded_layers: int
     recurrent_layers: int
+    chunk: int | None = None
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -128,6 +136,8 @@ class KVLayout:
         if kind == "sliding" and self.window:
             tokens = min(self.window - 1 + in_flight, max_model_len)
             return _cdiv(tokens, self.block_size) + 1
+        if kind == "chunked" and self.chunk:
+            return _cdiv(min(self.chunk + in_flight, max_model_len), self.block_size)
         return _cdiv(max_model_len, self.block_size)
 
     def blocks_per_request(self, max_model_len: int, in_flight: int) -> int:
@@ -170,7 +180,7 @@ def _page(info: ModelInfo, tp: int, dtype_bytes: int, block_size: int) -> int:
 
 
 def kv_layout(info: ModelInfo, *, tp: int, pp: int, dtype_bytes: int,
-              block_size: int) -> KVLayout:
+              block_size: int, chunked_local_hybrid: bool = True) -> KVLayout:
     """Group the model's layers as vLLM 0.33 does (``_get_kv_cache_groups_uniform_page_size``).
 
     Raises
@@ -179,6 +189,8 @@ def kv_layout(info: ModelInfo, *, tp: int, pp: int, dtype_bytes: int,
         When no layer has a paged KV cache (a pure state-space model).
     """
     kinds = ["mla" if (k == "full" and info.kv_lora_rank) else k for k in info.kinds]
+    if not chunked_local_hybrid:
+        kinds = ["full" if k == "chunked" else k for k in kinds]
     buckets: dict[str, list[int]] = {}
     for i, kind in enumerate(kinds):
         if kind != "linear":
@@ -203,4 +215,5 @@ def kv_layout(info: ModelInfo, *, tp: int, pp: int, dtype_bytes: int,
     stages = tuple(range(a, a + n) for a, n in zip(starts, parts, strict=True))
     return KVLayout(groups=tuple(groups), page_bytes=_page(info, tp, dtype_bytes, block_size),
                     block_size=block_size, window=info.sliding_window, stages=stages,
-                    padded_layers=padded, recurrent_layers=kinds.count("linear"))
+                    padded_layers=padded, recurrent_layers=kinds.count("linear"),
+                    chunk=info.attention_chunk_size if "chunked" in kinds else None)

@@ -249,6 +249,8 @@ def info_from_config(cfg: dict[str, Any], model_id: str,
     return replace(info, params_b=round(params_b, 3), reasoning=reasoning,
                    reasoning_parser=_PARSERS.get(family) if reasoning else None,
                    layer_types=kinds, sliding_window=window,
+                   attention_chunk_size=(int(text["attention_chunk_size"])
+                                         if "chunked" in kinds else None),
                    kv_lora_rank=int(mla) if mla else None,
                    qk_rope_head_dim=int(text.get("qk_rope_head_dim") or 0) if mla else None,
                    weight_bytes_known=known, weight_note=note, padded_experts=padded,
@@ -293,6 +295,9 @@ def layer_kinds(model_type: str, text: dict[str, Any],
     when the config lists it; Gemma 2's alternation and Gemma 3's ``sliding_window_pattern``;
     otherwise one window on every layer (Mistral v0.1) unless ``use_sliding_window`` is off
     (Qwen2). ``()`` means plain full attention everywhere."""
+    chunk = text.get("attention_chunk_size")
+    if isinstance(chunk, int) and chunk > 0:
+        return _chunked_kinds(text, layers), None
     window = text.get("sliding_window")
     if "use_sliding_window" in text and not text["use_sliding_window"]:
         window = None
@@ -312,6 +317,17 @@ def layer_kinds(model_type: str, text: dict[str, Any],
     if model_type == "gemma2":
         return tuple("sliding" if i % 2 == 0 else "full" for i in range(layers)), window
     return ("sliding",) * layers, window
+
+
+def _chunked_kinds(text: dict[str, Any], layers: int) -> tuple[str, ...]:
+    """Llama 4: layers with RoPE use chunked local attention, the NoPE layers full attention
+    (vLLM's llama4.py: ``nope = no_rope_layers[i] == 0``). An empty ``no_rope_layers``
+    means transformers' default, NoPE on every ``no_rope_layer_interval``-th layer (4)."""
+    listed = text.get("no_rope_layers")
+    if not (isinstance(listed, list) and len(listed) == layers):
+        every = int(text.get("no_rope_layer_interval") or 4)
+        listed = [int((i + 1) % every != 0) for i in range(layers)]
+    return tuple("full" if flag == 0 else "chunked" for flag in listed)
 
 
 def info_from_dir(directory: Path, model_id: str) -> ModelInfo | None:

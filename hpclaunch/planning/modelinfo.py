@@ -67,11 +67,15 @@ class ModelInfo:
     quant_bits
         Bits per quantized weight when known (AWQ/GPTQ are usually 4, FP8 is 8).
     layer_types
-        Attention kind of every decoder layer, ``full``, ``sliding`` or ``linear`` (a layer
-        with recurrent state and no paged KV: Mamba, linear attention). Empty means every
-        layer is ``full`` (or ``sliding`` when ``sliding_window`` is set and no list is given).
+        Attention kind of every decoder layer, ``full``, ``sliding``, ``chunked`` or
+        ``linear`` (a layer with recurrent state and no paged KV: Mamba, linear attention).
+        Empty means every layer is ``full`` (or ``sliding`` when ``sliding_window`` is set and
+        no list is given).
     sliding_window
         Tokens a ``sliding`` layer attends to.
+    attention_chunk_size
+        Llama 4's chunked local attention: a ``chunked`` layer attends within chunks of this
+        many tokens (the other layers, without RoPE, are ``full``).
     kv_lora_rank, qk_rope_head_dim
         Multi-head latent attention (DeepSeek V2/V3, Kimi K2): each layer caches one latent
         vector of ``kv_lora_rank + qk_rope_head_dim`` values per token, shared by all heads
@@ -107,6 +111,7 @@ class ModelInfo:
     quant_bits: int | None = None
     layer_types: tuple[str, ...] = ()
     sliding_window: int | None = None
+    attention_chunk_size: int | None = None
     kv_lora_rank: int | None = None
     qk_rope_head_dim: int | None = None
     weight_bytes_known: int | None = None
