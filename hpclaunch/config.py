@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +286,17 @@ def load_clusters() -> tuple[dict[str, ClusterProfile], str]:
     if default not in profiles:
         raise UserError(f"{path}: default cluster {default!r} is not defined")
     return profiles, default
+
+
+def with_scheduler(profile: ClusterProfile, scheduler: str | None,
+                   pbs_dialect: str | None) -> ClusterProfile:
+    """The profile with the scheduler a submit (or a stored record) asks for."""
+    changes: dict[str, Any] = {}
+    if scheduler and scheduler != profile.scheduler:
+        changes["scheduler"] = scheduler
+    if pbs_dialect and pbs_dialect != profile.pbs_dialect:
+        changes["pbs_dialect"] = pbs_dialect
+    return replace(profile, **changes) if changes else profile
 
 
 def get_cluster(name: str | None) -> ClusterProfile:

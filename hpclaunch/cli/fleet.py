@@ -63,7 +63,6 @@ def refresh_fleets(records: dict[str, Any] | None = None) -> dict[str, Any]:
 
     ``records`` is the registry as a refresh just left it: read again only if this changes it.
     """
-    from hpclaunch.fleet.launch import reconcile
     from hpclaunch.fleet.view import backfill_finished
     from hpclaunch.registry import Registry
 
@@ -72,6 +71,8 @@ def refresh_fleets(records: dict[str, Any] | None = None) -> dict[str, Any]:
     if backfill_finished(registry, records):
         records = registry.load()
     if any(r.role == "fleet" and not r.final for r in records.values()):
+        from hpclaunch.fleet.launch import reconcile  # only with a live fleet: it costs ~5 ms
+
         for note in reconcile(registry):
             click.echo(f"hpclaunch: {note}", err=True)
         return registry.load()

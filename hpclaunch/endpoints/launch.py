@@ -11,10 +11,10 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from hpclaunch.config import ClusterProfile, get_cluster, state_dir
+from hpclaunch.config import ClusterProfile, get_cluster, state_dir, with_scheduler
 from hpclaunch.errors import UserError
 from hpclaunch.registry import Record, Registry
 from hpclaunch.request import SubmitRequest
@@ -56,17 +56,6 @@ def default_results_dir(cluster: ClusterProfile) -> str:
     if cluster.host is None:
         return str(state_dir() / "results")
     return "~/hpclaunch_results"
-
-
-def with_scheduler(profile: ClusterProfile, scheduler: str | None,
-                   pbs_dialect: str | None) -> ClusterProfile:
-    """The profile with the scheduler a submit (or a stored record) asks for."""
-    changes: dict[str, Any] = {}
-    if scheduler and scheduler != profile.scheduler:
-        changes["scheduler"] = scheduler
-    if pbs_dialect and pbs_dialect != profile.pbs_dialect:
-        changes["pbs_dialect"] = pbs_dialect
-    return replace(profile, **changes) if changes else profile
 
 
 def build_plan(request: SubmitRequest) -> Any:

@@ -11,13 +11,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from hpclaunch.config import ClusterProfile
-from hpclaunch.endpoints.launch import with_scheduler
+from hpclaunch.config import ClusterProfile, with_scheduler
 from hpclaunch.errors import EndpointStateError, UserError
 from hpclaunch.registry import ENDED, FAILED, READY, STARTING, Record, Registry
-from hpclaunch.schedulers.base import JobState
 
 if TYPE_CHECKING:
+    from hpclaunch.schedulers.base import JobState
     from hpclaunch.vllm.progress import LoadProgress
 
 STATUS_FAILURE_BUDGET = 3  # consecutive failed status queries before `wait` gives up
@@ -78,10 +77,6 @@ def refresh(
     state, so one bad cluster does not hide the others; without it, the error is
     raised. ``stale`` collects the names whose state is such a last-known one.
     """
-    from hpclaunch.endpoints.status import apply, observe
-    from hpclaunch.remote.connect import transport_for
-    from hpclaunch.schedulers import scheduler_for
-
     registry = registry or Registry()
     records = registry.load()
     if names:
@@ -92,7 +87,14 @@ def refresh(
     else:
         chosen = list(records.values())
     live = _expired_reservations([r for r in chosen if not r.final], registry, records)
-    profiles = load_profiles() if live else {}
+    if not live:  # final states are cached: nothing to ask, nothing more to import
+        return [records[r.name] for r in chosen]
+    from hpclaunch.endpoints.status import apply, observe
+    from hpclaunch.remote.connect import transport_for
+    from hpclaunch.schedulers import scheduler_for
+    from hpclaunch.schedulers.base import JobState
+
+    profiles = load_profiles()
     groups: dict[tuple[str, str, str], list[Record]] = {}
     for rec in live:
         groups.setdefault((rec.cluster, rec.scheduler, rec.pbs_dialect), []).append(rec)

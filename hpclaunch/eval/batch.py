@@ -50,8 +50,8 @@ def submit_eval_job(name: str, env_id: str, vf_args: list[str], *, vf: VfEval,
                     cluster: str | None = None, wait_timeout: float = 1800.0,
                     max_tokens_default: int = 32768) -> Any:
     """Queue vf-eval on endpoint ``name`` as a batch job; returns its registry record."""
-    from hpclaunch.config import get_cluster
-    from hpclaunch.endpoints.launch import default_results_dir, with_scheduler
+    from hpclaunch.config import get_cluster, with_scheduler
+    from hpclaunch.endpoints.launch import default_results_dir
     from hpclaunch.endpoints.lifecycle import refresh
     from hpclaunch.registry import UNHEALTHY, Record, Registry
     from hpclaunch.remote.connect import transport_for

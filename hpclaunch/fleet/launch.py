@@ -15,12 +15,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from hpclaunch.endpoints.launch import (
-    build_plan,
-    default_results_dir,
-    signals_deferred,
-    with_scheduler,
-)
+from hpclaunch.config import with_scheduler
+from hpclaunch.endpoints.launch import build_plan, default_results_dir, signals_deferred
 from hpclaunch.endpoints.launch import submit as submit_one
 from hpclaunch.endpoints.lifecycle import load_profiles, profile_of
 from hpclaunch.endpoints.lifecycle import stop as stop_one

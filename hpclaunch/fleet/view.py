@@ -49,11 +49,6 @@ def backfill_finished(registry: Registry, records: dict[str, Record] | None = No
     would count to the local clock's stop time. Slurm's squeue (or sacct, or its
     job-completion file) then knows the real EndTime.
     """
-    from hpclaunch.endpoints.lifecycle import load_profiles, profile_of
-    from hpclaunch.remote.connect import transport_for
-    from hpclaunch.schedulers import scheduler_for
-    from hpclaunch.schedulers.base import DONE
-
     todo: dict[str, list[Record]] = {}
     changed = False
     for rec in (registry.load() if records is None else records).values():
@@ -62,6 +57,11 @@ def backfill_finished(registry: Registry, records: dict[str, Record] | None = No
             todo.setdefault(rec.cluster, []).append(rec)
     if not todo:
         return False
+    from hpclaunch.endpoints.lifecycle import load_profiles, profile_of
+    from hpclaunch.remote.connect import transport_for
+    from hpclaunch.schedulers import scheduler_for
+    from hpclaunch.schedulers.base import DONE
+
     profiles = load_profiles()
     for recs in todo.values():
         try:

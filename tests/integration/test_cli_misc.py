@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 from tests.conftest import HPC, hpclaunch_argv
 
@@ -61,3 +62,20 @@ def test_reading_the_registry_imports_no_area_modules() -> None:
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_listing_only_ended_endpoints_asks_no_scheduler_and_loads_no_submit_code(
+        hpc: HPC) -> None:
+    # A registry of final states is answered from the cache: no scheduler, transport, status
+    # or submit (planning, rendering) module is imported, so `endpoints` stays near start-up.
+    hpc("submit", "Qwen3-0.6B", "--preset", "single-gpu", "--simulate", "--name", "done")
+    hpc("stop", "done")
+    probe = ("import sys\nfrom hpclaunch.cli import main\n"
+             "try:\n    main(['endpoints', '--all'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith(("
+             "'hpclaunch.schedulers', 'hpclaunch.remote', 'hpclaunch.endpoints.status', "
+             "'hpclaunch.endpoints.launch', 'hpclaunch.planning', 'hpclaunch.fleet.launch'))))")
+    out = subprocess.run([sys.executable, "-c", probe], env=hpc.env, capture_output=True,
+                         text=True, check=True).stdout
+    assert "done" in out
+    assert out.strip().splitlines()[-1] == "[]"
