@@ -32,6 +32,9 @@ SOURCES: dict[str, list[str]] = {
     "llama-3.2-3b": ["meta-llama/Llama-3.2-3B", "meta-llama/Llama-3.2-3B-Instruct"],
     "mistral-7b-v0.3": ["mistralai/Mistral-7B-Instruct-v0.3"],
     "gpt-oss-120b": ["openai/gpt-oss-120b"],
+    # Thinking and Instruct releases of Qwen3-VL share one architecture and config
+    "qwen3-vl-4b-instruct": ["Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-4B-Thinking"],
+    "qwen3-vl-8b-instruct": ["Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-8B-Thinking"],
 }
 
 FIELDS = ("num_layers", "num_attention_heads", "num_kv_heads", "head_dim", "torch_dtype",
