@@ -33,6 +33,7 @@ SOURCES: dict[str, list[str]] = {
     "mistral-7b-v0.3": ["mistralai/Mistral-7B-Instruct-v0.3"],
     "gpt-oss-120b": ["openai/gpt-oss-120b"],
     # Thinking and Instruct releases of Qwen3-VL share one architecture and config
+    "qwen3-vl-2b-instruct": ["Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-2B-Thinking"],
     "qwen3-vl-4b-instruct": ["Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-4B-Thinking"],
     "qwen3-vl-8b-instruct": ["Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-8B-Thinking"],
 }
