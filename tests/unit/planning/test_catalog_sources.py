@@ -31,7 +31,10 @@ SOURCES: dict[str, list[str]] = {
     "qwen3-vl-8b-instruct": ["Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-8B-Thinking"],
     "qwen2.5-1.5b-instruct": ["Qwen/Qwen2.5-1.5B-Instruct"],
     # R1-Distill-Qwen-7B: base Qwen2.5-Math-7B, itself trained from Qwen2.5-7B (its model
-    # card: base_model Qwen/Qwen2.5-7B) with the same shapes; its context is its own
+    # card: base_model Qwen/Qwen2.5-7B) with the same shapes; its context is its own. The
+    # 7B's and 14B's safetensors files (listed as 8.0 + 6.2 GB and 3 x 8.1 + 3.3 GB, in GiB, in
+    # ZHUI/paddlenlp_model_readme deepseek-ai/*/index.md @ ffc26950e6a9f69fb01d7c9b64607770d729e56b)
+    # hold the 7.62 B and 14.8 B bf16 parameters these configs count
     "qwen2.5-7b": ["Qwen/Qwen2.5-7B-Instruct", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"],
     "qwen2.5-14b": ["deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"],
     # R1-Distill-Qwen-32B's safetensors hold 32,763,876,352 BF16 parameters, exactly the count
