@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hpclaunch.planning.modelinfo import ModelInfo
-from hpclaunch.planning.weights import quant_format, weight_bytes
+from hpclaunch.planning.weights import quant_format, vision_params, weight_bytes
 
 __all__ = ["cached_snapshot", "hf_hub_cache", "info_from_config", "info_from_dir", "layer_kinds"]
 
@@ -125,10 +125,7 @@ def _estimate_params(text: dict[str, Any], cfg: dict[str, Any], hidden: int, hea
     total = layers * (attn + mlp) + vocab * hidden * (1 if tied else 2)
     vision = cfg.get("vision_config")
     if isinstance(vision, dict):
-        v_hidden = int(_first(vision, "hidden_size", "embed_dim", "width") or 0)
-        v_inter = int(_first(vision, "intermediate_size") or 4 * v_hidden)
-        v_layers = int(_first(vision, "depth", "num_hidden_layers", "layers") or 0)
-        total += v_layers * (4 * v_hidden * v_hidden + 2 * v_hidden * v_inter)
+        total += vision_params(vision)
     return total / 1e9
 
 
@@ -265,12 +262,7 @@ def _known_weights(text: dict[str, Any], cfg: dict[str, Any],
     """Weight bytes per tensor kind (:mod:`hpclaunch.planning.weights`); the files' own size
     when the config cannot be counted."""
     vision = cfg.get("vision_config")
-    v_params = 0.0
-    if isinstance(vision, dict):
-        v_hidden = int(_first(vision, "hidden_size", "embed_dim", "width") or 0)
-        v_inter = int(_first(vision, "intermediate_size") or 4 * v_hidden)
-        v_layers = int(_first(vision, "depth", "num_hidden_layers", "layers") or 0)
-        v_params = v_layers * (4 * v_hidden * v_hidden + 2 * v_hidden * v_inter)
+    v_params = float(vision_params(vision)) if isinstance(vision, dict) else 0.0
     fmt = quant_format(cfg)
     if on_disk and fmt.name != "mxfp4":  # MXFP4 experts are padded on load; the files are not
         return on_disk, f"{on_disk / (1 << 30):.2f} GiB, the size of the weight files"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hpclaunch.planning.weights import mxfp4_expert_bytes, quant_format, weight_bytes
+from hpclaunch.planning.weights import mxfp4_expert_bytes, quant_format, vision_params, weight_bytes
 
 CONFIGS = Path(__file__).resolve().parents[2] / "data" / "planner" / "configs"
 
@@ -76,3 +76,21 @@ def test_fp8_moe_counts_experts_attention_and_bf16_embeddings() -> None:
     total, _ = weight_bytes(cfg, quant_format(cfg))
     # ~235 B parameters, nearly all FP8: about 220 GiB
     assert 215 * 2**30 < total < 225 * 2**30
+
+
+def test_a_qwen_vl_vision_tower_counts_its_patch_mergers_and_position_table() -> None:
+    vision = config("qwen3-vl-4b-instruct")["vision_config"]
+    hidden, depth, inter = vision["hidden_size"], vision["depth"], vision["intermediate_size"]
+    blocks = depth * (4 * hidden * hidden + 2 * hidden * inter)
+    merged = hidden * 4  # 2 x 2 patches merged into one token
+    merger = merged * merged + merged * vision["out_hidden_size"]
+    embeddings = 3 * 2 * 16 * 16 * hidden + 2304 * hidden  # Conv3d patch embed + 48 x 48 table
+    # one merger for the output and one per DeepStack layer (5, 11, 17)
+    assert vision_params(vision) == blocks + 4 * merger + embeddings
+    without_deepstack = {k: v for k, v in vision.items() if k != "deepstack_visual_indexes"}
+    assert vision_params(vision) - vision_params(without_deepstack) == 3 * merger
+
+
+def test_a_vision_tower_without_merger_keys_is_its_blocks() -> None:
+    vision = {"depth": 24, "hidden_size": 1024, "intermediate_size": 4096}
+    assert vision_params(vision) == 24 * (4 * 1024 * 1024 + 2 * 1024 * 4096)
