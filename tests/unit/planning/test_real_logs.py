@@ -16,6 +16,7 @@ import pytest
 
 from hpclaunch.planning import kv
 from hpclaunch.planning.capacity import capacity
+from hpclaunch.planning.kvplan import layout_for
 from hpclaunch.planning.modelconfig import info_from_config
 from hpclaunch.planning.modelinfo import ModelInfo
 from hpclaunch.planning.report import CapacityReport
@@ -64,7 +65,8 @@ def test_every_case_names_its_source_and_a_stored_config() -> None:
 
 
 @pytest.mark.parametrize("case_id", ["dense-qwen3-14b", "dense-qwen3-0.6b",
-                                     "mxfp4-hybrid-gpt-oss-120b-tp2"])
+                                     "mxfp4-hybrid-gpt-oss-120b-tp2", "swa-gemma-3-1b-v013",
+                                     "swa-gemma-3-27b-vl-v011"])
 def test_tokens_and_concurrency_match_the_printed_lines(case_id: str) -> None:
     report, expect = replay(case_id)
     assert report.kv_tokens is not None and report.max_concurrency is not None
@@ -159,3 +161,30 @@ def test_weights_per_gpu_match_what_vllm_loaded(case_id: str) -> None:
     report, expect = replay(case_id)
     assert report.weights_per_gpu_bytes is not None
     assert within(report.weights_per_gpu_bytes / GiB, expect["weights_per_gpu_gib"])
+
+
+@pytest.mark.parametrize(("case_id", "full", "sliding"), [
+    ("swa-gemma-3-1b-v013", 4, 22), ("swa-gemma-3-27b-vl-v011", 10, 52)])
+def test_gemma_3_keeps_one_global_layer_in_six_and_pads_groups_as_vllm_warned(
+        case_id: str, full: int, sliding: int) -> None:
+    # Gemma 3's config.json has no sliding_window_pattern (transformers' default: 6). vLLM
+    # groups the layers by the global count and warns "Add N padding layers".
+    case = CASES[case_id]
+    layout, why, _ = layout_for(info(case["config"]), tp=case["tp"], pp=case["pp"],
+                                kv_cache_dtype="auto", block_size=16)
+    assert layout is not None, why
+    kinds = [g.kind for g in layout.groups]
+    assert sum(len(g.layers) for g in layout.groups if g.kind == "full") == full
+    assert sum(len(g.layers) for g in layout.groups if g.kind == "sliding") == sliding
+    assert kinds.count("full") == 1 and kinds.count("sliding") == -(-sliding // full)
+    assert layout.padded_layers == case["expect"]["padding_layers"]
+
+
+def test_gemma_3_block_count_matches_the_engines_num_gpu_blocks() -> None:
+    # One block holds a page of each of the 10 layers of a group: 89,994 blocks in 109.86 GiB.
+    case = CASES["swa-gemma-3-27b-vl-v011"]
+    layout, why, _ = layout_for(info(case["config"]), tp=1, pp=1, kv_cache_dtype="auto",
+                                block_size=16)
+    assert layout is not None, why
+    blocks = layout.num_blocks(case["expect"]["available_kv_gib"] * GiB)
+    assert within(blocks, case["expect"]["gpu_blocks"], rel=0.001)
