@@ -71,10 +71,21 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
 
 
 def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
-               max_num_batched_tokens: int, pp: int, version: str) -> KVNumbers:
-    """vLLM's figures for ``max_model_len`` given ``kv_bytes`` of KV memory per GPU."""
+               max_num_batched_tokens: int, pp: int, version: str,
+               hybrid_manager_off: bool = False) -> KVNumbers:
+    """vLLM's figures for ``max_model_len`` given ``kv_bytes`` of KV memory per GPU.
+
+    ``hybrid_manager_off``: the serve flags turn vLLM's hybrid KV cache manager off
+    (``--disable-hybrid-kv-cache-manager``, a KV connector), so sliding-window layers are
+    sized as full attention, as every version before 0.9 does anyway. The start-up check
+    still counts each layer by its own spec: vLLM runs it before unifying the specs.
+    """
     rules = rules_for(version)
     in_flight = ((pp + 1) if rules.async_scheduling else pp) * max_num_batched_tokens
+    check_layout = layout
+    unify = hybrid_manager_off or not rules.hybrid_allocator
+    if unify and layout.unified() is not layout:
+        layout = layout.unified()
     num_blocks = max(0, layout.num_blocks(kv_bytes))
     per_request = layout.blocks_per_request(max_model_len, in_flight)
     concurrency = num_blocks / per_request
@@ -84,15 +95,28 @@ def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
     else:
         tokens = num_blocks // len(layout.groups) * layout.block_size
         how = "blocks // groups x block size"
+    if not rules.hybrid_allocator:
+        concurrency = tokens / max_model_len
+        how += "; concurrency = tokens / max-model-len"
     stages = range(len(layout.stages))
     whole = rules.pp_check_whole_model and pp > 1
-    needed = max(layout.needed_bytes(max_model_len, in_flight, whole_model=whole, stage=s)
-                 for s in stages)
+    needed = max(check_layout.needed_bytes(max_model_len, in_flight, whole_model=whole,
+                                           stage=s) for s in stages)
     null = max(layout.stage_block_bytes(s) for s in stages) if rules.null_block else 0
     fits = needed <= kv_bytes - null and kv_bytes > 0
-    best = layout.max_len_that_fits(kv_bytes, max_model_len, in_flight,
-                                    whole_model=whole, null_block=rules.null_block)
-    steps = [
+    best = check_layout.max_len_that_fits(kv_bytes, max_model_len, in_flight,
+                                          whole_model=whole, null_block=rules.null_block)
+    steps = []
+    if layout is not check_layout:
+        steps.append(
+            "hybrid KV cache manager off ("
+            + ("vLLM before 0.9 has none" if not rules.hybrid_allocator else
+               "--disable-hybrid-kv-cache-manager, or a KV connector: 0.9-0.11 turn it off "
+               "for all, 0.33 only for connectors without hybrid support")
+            + "): every sliding-window layer is sized as full attention, one KV group of "
+            f"{len(layout.groups[0].layers)} layers; the start-up check still counts each "
+            "layer by its window")
+    steps += [
         f"blocks = KV memory // block bytes ({max(layout.stage_block_bytes(s) for s in stages):,}"
         f" B on the fullest stage) = {num_blocks:,}; a request of {max_model_len:,} tokens "
         f"takes {per_request:,} blocks (sum over groups"

@@ -18,7 +18,7 @@ vLLM's start-up check does. Where older versions differ, :func:`rules_for` says 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hpclaunch.planning.modelinfo import ModelInfo
 
@@ -46,12 +46,18 @@ class VersionRules:
     async_scheduling
         Async scheduling is on by default (0.33), so a sliding-window layer keeps the
         tokens of PP + 1 batches in flight besides its window (else PP batches).
+    hybrid_allocator
+        Layers of different kinds get KV groups of their own (the hybrid KV cache manager,
+        from 0.9). Before, a model with both full and sliding-window layers has every layer
+        sized as full attention (0.8.5 ``unify_hybrid_kv_cache_specs``), and "Maximum
+        concurrency" is the cache's tokens / ``max_model_len``.
     """
 
     pp_check_whole_model: bool
     null_block: bool
     tokens_from_concurrency: bool
     async_scheduling: bool
+    hybrid_allocator: bool = True
 
 
 def rules_for(version: str) -> VersionRules:
@@ -65,11 +71,13 @@ def rules_for(version: str) -> VersionRules:
     # per-stage check in 0.13, whole-model check in 0.15.1, per-stage projection again from
     # 0.17; "GPU KV cache size" from concurrency in 0.25 but not 0.20; the null block held
     # back in 0.33 but not 0.25. Versions in between are assigned to the nearer checked one.
+    # The hybrid KV cache manager: in 0.9.1 and 0.9.2, not in 0.8.5.
     return VersionRules(
         pp_check_whole_model=(0, 14) <= v < (0, 17),
         null_block=v >= (0, 29),
         tokens_from_concurrency=v >= (0, 23),
         async_scheduling=v >= (0, 29),
+        hybrid_allocator=v >= (0, 9),
     )
 
 
@@ -114,6 +122,15 @@ class KVLayout:
     def model_block_bytes(self) -> int:
         return self.page_bytes * max(len(g.layers) for g in self.groups)
 
+    def unified(self) -> KVLayout:
+        """The layout with every attention layer sized as full attention: what vLLM does
+        when the hybrid KV cache manager is off (before 0.9, ``--disable-hybrid-kv-cache-
+        manager``, KV connectors). A model whose layers are all of one kind is unchanged."""
+        if len({g.kind for g in self.groups}) < 2 or "mla" in self.kinds:
+            return self
+        layers = tuple(sorted(i for g in self.groups for i in g.layers))
+        return replace(self, groups=(_Group("full", layers),), padded_layers=0)
+
     def group_blocks(self, kind: str, max_model_len: int, in_flight: int) -> int:
         """Pages one request at ``max_model_len`` needs in one group of ``kind``."""
         if kind == "sliding" and self.window:
@@ -130,21 +147,29 @@ class KVLayout:
 
     def needed_bytes(self, max_model_len: int, in_flight: int, *, whole_model: bool,
                      stage: int) -> int:
-        """What vLLM's start-up check says one request needs on ``stage``."""
-        block = self.model_block_bytes() if whole_model else self.stage_block_bytes(stage)
-        return block * self.blocks_per_request(max_model_len, in_flight)
+        """What vLLM's start-up check says one request needs on ``stage``: the sum over the
+        real layers (no padding layers: ``check_enough_kv_cache_memory`` adds up each
+        layer's ``max_memory_usage_bytes``, 0.11 and 0.33)."""
+        layers = range(self.num_layers) if whole_model else self.stages[stage]
+        return self.page_bytes * sum(
+            self.group_blocks(g.kind, max_model_len, in_flight)
+            * sum(1 for i in g.layers if i in layers) for g in self.groups)
+
+    @property
+    def num_layers(self) -> int:
+        return self.stages[-1].stop
 
     def max_len_that_fits(self, kv_bytes: float, limit: int, in_flight: int, *,
                           whole_model: bool, null_block: bool) -> int:
         """The longest ``--max-model-len`` the check accepts (vLLM's binary search), 0 if none."""
         fits = []
         for s in range(len(self.stages)):
-            block = self.model_block_bytes() if whole_model else self.stage_block_bytes(s)
             avail = kv_bytes - (self.stage_block_bytes(s) if null_block else 0)
             lo, hi, found = 1, limit, 0
             while lo <= hi:
                 mid = (lo + hi) // 2
-                if block * self.blocks_per_request(mid, in_flight) <= avail:
+                if self.needed_bytes(mid, in_flight, whole_model=whole_model,
+                                     stage=s) <= avail:
                     found, lo = mid, mid + 1
                 else:
                     hi = mid - 1
