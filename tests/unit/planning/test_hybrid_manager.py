@@ -127,3 +127,17 @@ def test_serve_flags_that_turn_the_manager_off_reach_the_plan(flags: list[str]) 
     assert on.kv_tokens == int(KV_BYTES // (10 * page)) // 7 * 16  # 0.11: per group
     assert off.kv_tokens == int(KV_BYTES // (62 * page)) * 16
     assert any("hybrid KV cache manager off" in a for a in off.assumptions)
+
+
+def test_llama_4_chunked_attention_is_sized_as_full_attention() -> None:
+    # vLLM (0.11, 0.33) turns the hybrid manager off for chunked local attention unless
+    # VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1, so every layer keeps every token.
+    # A Llama-4-shaped text config (not a stored real one): chunked layers, no window.
+    cfg = {"model_type": "llama4", "text_config": {
+        "model_type": "llama4_text", "num_hidden_layers": 48, "num_attention_heads": 40,
+        "num_key_value_heads": 8, "head_dim": 128, "hidden_size": 5120,
+        "attention_chunk_size": 8192, "max_position_embeddings": 10485760}}
+    info = info_from_config(cfg, "meta-llama/Llama-4-Scout-like")
+    layout, why, _ = layout_for(info, tp=1, pp=1, kv_cache_dtype="auto", block_size=16)
+    assert layout is not None, why
+    assert layout.kinds == ("full",) and len(layout.groups) == 1
