@@ -44,7 +44,7 @@ class VersionRules:
         "GPU KV cache size" is ``int(concurrency x max_model_len)`` (0.33); older versions
         print ``num_blocks // groups x block_size``.
     async_scheduling
-        Async scheduling is on by default (0.33), so a sliding-window layer keeps the
+        Async scheduling is on by default (0.26, 0.33), so a sliding-window layer keeps the
         tokens of PP + 1 batches in flight besides its window (else PP batches).
     hybrid_allocator
         Layers of different kinds get KV groups of their own (the hybrid KV cache manager,
@@ -70,13 +70,14 @@ def rules_for(version: str) -> VersionRules:
     # Boundaries from the sources of 0.11.0, 0.13.0, 0.15.1, 0.17.0, 0.20.0, 0.25.0 and 0.33.0:
     # per-stage check in 0.13, whole-model check in 0.15.1, per-stage projection again from
     # 0.17; "GPU KV cache size" from concurrency in 0.25 but not 0.20; the null block held
-    # back in 0.33 but not 0.25. Versions in between are assigned to the nearer checked one.
+    # back in 0.33 but not 0.25; async scheduling's second batch in flight in 0.26 (source and
+    # a real log) but not 0.25. Versions in between are assigned to the nearer checked one.
     # The hybrid KV cache manager: in 0.9.1 and 0.9.2, not in 0.8.5.
     return VersionRules(
         pp_check_whole_model=(0, 14) <= v < (0, 17),
         null_block=v >= (0, 29),
         tokens_from_concurrency=v >= (0, 23),
-        async_scheduling=v >= (0, 29),
+        async_scheduling=v >= (0, 26),
         hybrid_allocator=v >= (0, 9),
     )
 

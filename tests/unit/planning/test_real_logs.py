@@ -45,7 +45,8 @@ def replay(case_id: str, *, version: str | None = None) -> tuple[CapacityReport,
     case = CASES[case_id]
     expect = case["expect"]
     settings = ServeSettings(max_model_len=case["max_model_len"],
-                             max_num_batched_tokens=case.get("max_num_batched_tokens"))
+                             max_num_batched_tokens=case.get("max_num_batched_tokens"),
+                             kv_cache_dtype=case.get("kv_cache_dtype", "auto"))
     report = capacity(info(case["config"]), model_id=case["config"], tp=case["tp"],
                       pp=case["pp"], settings=settings,
                       kv_cache_bytes=expect.get("available_kv_gib", 0) * GiB,
@@ -66,7 +67,7 @@ def test_every_case_names_its_source_and_a_stored_config() -> None:
 
 @pytest.mark.parametrize("case_id", ["dense-qwen3-14b", "dense-qwen3-0.6b",
                                      "mxfp4-hybrid-gpt-oss-120b-tp2", "swa-gemma-3-1b-v013",
-                                     "swa-gemma-3-27b-vl-v011"])
+                                     "swa-gemma-3-27b-vl-v011", "swa-medgemma-27b-fp8kv-v026"])
 def test_tokens_and_concurrency_match_the_printed_lines(case_id: str) -> None:
     report, expect = replay(case_id)
     assert report.kv_tokens is not None and report.max_concurrency is not None
@@ -188,3 +189,13 @@ def test_gemma_3_block_count_matches_the_engines_num_gpu_blocks() -> None:
     assert layout is not None, why
     blocks = layout.num_blocks(case["expect"]["available_kv_gib"] * GiB)
     assert within(blocks, case["expect"]["gpu_blocks"], rel=0.001)
+
+
+def test_async_scheduling_keeps_two_batches_of_a_sliding_window_in_flight_in_0_26() -> None:
+    # 0.26 turns async scheduling on by default: a sliding layer holds window - 1 + 2 x 2048
+    # tokens. With one batch in flight (0.25's rule) vLLM would have printed ~3.29x, not 2.87x.
+    report, expect = replay("swa-medgemma-27b-fp8kv-v026")
+    older, _ = replay("swa-medgemma-27b-fp8kv-v026", version="0.25.0")
+    assert report.max_concurrency is not None and older.max_concurrency is not None
+    assert within(report.max_concurrency, expect["max_concurrency"])
+    assert not within(older.max_concurrency, expect["max_concurrency"], rel=0.05)
