@@ -199,12 +199,14 @@ def capacity(
 
     if layout is not None and kv_bytes is not None and mml:
         nums = kv_numbers(layout, kv_bytes=kv_bytes, max_model_len=mml,
-                          max_num_batched_tokens=mnbt, pp=pp, version=version)
+                          max_num_batched_tokens=mnbt, pp=pp, version=version,
+                          hybrid_manager_off=s.hybrid_kv_cache_manager_off)
         if s.max_model_len_auto and nums.max_model_len_that_fits < mml:
             mml = max(1, nums.max_model_len_that_fits)
             base["max_model_len_source"] = "auto: the longest that fits the KV cache"
             nums = kv_numbers(layout, kv_bytes=kv_bytes, max_model_len=mml,
-                              max_num_batched_tokens=mnbt, pp=pp, version=version)
+                              max_num_batched_tokens=mnbt, pp=pp, version=version,
+                              hybrid_manager_off=s.hybrid_kv_cache_manager_off)
         assumptions.extend(nums.assumptions)
         base.update(kv_tokens=nums.kv_tokens, max_concurrency=nums.max_concurrency,
                     fits=nums.fits, max_model_len_that_fits=nums.max_model_len_that_fits,

@@ -42,9 +42,7 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
                       "state shares vLLM's KV pool; its KV cache is not modelled"), []
     try:
         dtype_bytes = kv.kv_dtype_bytes(info, kv_cache_dtype)
-        chunked_apart = rules_for(version).chunked_local_hybrid
-        layout = kv_layout(info, tp=tp, pp=pp, dtype_bytes=dtype_bytes, block_size=block_size,
-                           chunked_local_hybrid=chunked_apart)
+        layout = kv_layout(info, tp=tp, pp=pp, dtype_bytes=dtype_bytes, block_size=block_size)
     except ValueError as exc:
         return None, str(exc), []
     steps = []
@@ -68,10 +66,10 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
         + (f"; sliding window {layout.window} tokens" if "sliding" in counts else "")
         + (f"; chunked local attention, chunks of {layout.chunk} tokens" if layout.chunk
            else ""))
-    if "chunked" in info.kinds and not layout.chunk:
+    if layout.chunk and not rules_for(version).chunked_local_hybrid:
         steps.append(f"vLLM {version} turns the hybrid KV manager off for chunked local "
-                     "attention (VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=0 before "
-                     "0.14): its layers keep every token, like full attention")
+                     "attention (VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to "
+                     "0 in 0.10.2-0.13): its layers keep every token, like full attention")
     if pp > 1:
         steps.append(f"pipeline stages hold {[len(r) for r in layout.stages]} layers "
                      "(vLLM's get_pp_indices); one block costs the fullest group's layers of "
@@ -80,12 +78,24 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
 
 
 def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
-               max_num_batched_tokens: int, pp: int, version: str) -> KVNumbers:
-    """vLLM's figures for ``max_model_len`` given ``kv_bytes`` of KV memory per GPU."""
+               max_num_batched_tokens: int, pp: int, version: str,
+               hybrid_manager_off: bool = False) -> KVNumbers:
+    """vLLM's figures for ``max_model_len`` given ``kv_bytes`` of KV memory per GPU.
+
+    ``hybrid_manager_off``: the serve flags turn vLLM's hybrid KV cache manager off
+    (``--disable-hybrid-kv-cache-manager``, a KV connector), so sliding-window layers are
+    sized as full attention, as every version before 0.9 does anyway. The start-up check
+    still counts each layer by its own spec: vLLM runs it before unifying the specs.
+    """
     rules = rules_for(version)
     in_flight = ((pp + 1) if rules.async_scheduling else pp) * max_num_batched_tokens
     if layout.chunk and not rules.async_scheduling:
         in_flight = max_num_batched_tokens  # 0.14-0.25: one chunk + max-num-batched-tokens
+    check_layout = layout
+    unify = (hybrid_manager_off or not rules.hybrid_allocator
+             or (layout.chunk is not None and not rules.chunked_local_hybrid))
+    if unify and layout.unified() is not layout:
+        layout = layout.unified()
     num_blocks = max(0, layout.num_blocks(kv_bytes))
     per_request = layout.blocks_per_request(max_model_len, in_flight)
     concurrency = num_blocks / per_request
@@ -95,15 +105,28 @@ def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
     else:
         tokens = num_blocks // len(layout.groups) * layout.block_size
         how = "blocks // groups x block size"
+    if not rules.hybrid_allocator:
+        concurrency = tokens / max_model_len
+        how += "; concurrency = tokens / max-model-len"
     stages = range(len(layout.stages))
     whole = rules.pp_check_whole_model and pp > 1
-    needed = max(layout.needed_bytes(max_model_len, in_flight, whole_model=whole, stage=s)
-                 for s in stages)
+    needed = max(check_layout.needed_bytes(max_model_len, in_flight, whole_model=whole,
+                                           stage=s) for s in stages)
     null = max(layout.stage_block_bytes(s) for s in stages) if rules.null_block else 0
     fits = needed <= kv_bytes - null and kv_bytes > 0
-    best = layout.max_len_that_fits(kv_bytes, max_model_len, in_flight,
-                                    whole_model=whole, null_block=rules.null_block)
-    steps = [
+    best = check_layout.max_len_that_fits(kv_bytes, max_model_len, in_flight,
+                                          whole_model=whole, null_block=rules.null_block)
+    steps = []
+    if layout is not check_layout:
+        steps.append(
+            "hybrid KV cache manager off ("
+            + ("vLLM before 0.9 has none" if not rules.hybrid_allocator else
+               "--disable-hybrid-kv-cache-manager, or a KV connector: 0.9-0.11 turn it off "
+               "for all, 0.33 only for connectors without hybrid support")
+            + "): every sliding-window layer is sized as full attention, one KV group of "
+            f"{len(layout.groups[0].layers)} layers; the start-up check still counts each "
+            "layer by its window")
+    steps += [
         f"blocks = KV memory // block bytes ({max(layout.stage_block_bytes(s) for s in stages):,}"
         f" B on the fullest stage) = {num_blocks:,}; a request of {max_model_len:,} tokens "
         f"takes {per_request:,} blocks (sum over groups"

@@ -18,7 +18,7 @@ vLLM's start-up check does. Where older versions differ, :func:`rules_for` says 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hpclaunch.planning.modelinfo import ModelInfo
 
@@ -44,17 +44,24 @@ class VersionRules:
         "GPU KV cache size" is ``int(concurrency x max_model_len)`` (0.33); older versions
         print ``num_blocks // groups x block_size``.
     async_scheduling
-        Async scheduling is on by default (0.33), so a sliding-window layer keeps the
+        Async scheduling is on by default (0.26, 0.33), so a sliding-window layer keeps the
         tokens of PP + 1 batches in flight besides its window (else PP batches).
     chunked_local_hybrid
         Llama 4's chunked local layers get their own KV groups, holding one chunk plus the
-        batch in flight (0.14 on: ``VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE``
-        defaults to 1); before, the hybrid manager is disabled for them and they are full.
+        batch in flight (0.10.0; from 0.14 the environment variable
+        ``VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE`` defaults to 1). In 0.10.2-0.13
+        it defaults to 0: the hybrid manager is off for such models, and every layer is sized as full attention (the start-up check still
+        counts each by its own spec).
     report_per_worker
         Every worker prints its ``Available KV cache memory`` and the engine prints one
         ``GPU KV cache size`` per worker, each from that worker's own memory, before the pool
         shrinks to the smallest worker's blocks (0.10, 0.11). From 0.12 one line of each is
         printed: the node's first worker's memory and the pool's (smallest worker's) tokens.
+    hybrid_allocator
+        Layers of different kinds get KV groups of their own (the hybrid KV cache manager,
+        from 0.9). Before, a model with both full and sliding-window layers has every layer
+        sized as full attention (0.8.5 ``unify_hybrid_kv_cache_specs``), and "Maximum
+        concurrency" is the cache's tokens / ``max_model_len``.
     """
 
     pp_check_whole_model: bool
@@ -63,6 +70,7 @@ class VersionRules:
     async_scheduling: bool
     report_per_worker: bool = False
     chunked_local_hybrid: bool = True
+    hybrid_allocator: bool = True
 
 
 def rules_for(version: str) -> VersionRules:
@@ -72,20 +80,26 @@ def rules_for(version: str) -> VersionRules:
     except ValueError:
         major, minor = 0, 33
     v = (major, minor)
+    digits = "".join(c for c in (version.split(".") + ["0", "0"])[2] if c.isdigit()) or "0"
+    patch = (major, minor, int(digits))
     # Boundaries from the sources of 0.11.0, 0.13.0, 0.15.1, 0.17.0, 0.20.0, 0.25.0 and 0.33.0:
     # per-stage check in 0.13, whole-model check in 0.15.1, per-stage projection again from
     # 0.17; "GPU KV cache size" from concurrency in 0.25 but not 0.20; the null block held
-    # back in 0.33 but not 0.25; chunked local attention kept apart by default from 0.14.0
-    # (0.13.0 and before: treated as full); the KV lines printed per worker in 0.10.0 and
-    # 0.11.0, once after the smallest worker was taken in 0.12.0 and 0.13.0. Versions in
-    # between are assigned to the nearer checked one.
+    # back in 0.33 but not 0.25; async scheduling's second batch in flight in 0.26 (source and
+    # a real log) but not 0.25; chunked local attention kept apart in 0.10.0 and from 0.14.0,
+    # but sized as full in 0.10.2-0.13.0 (VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE
+    # defaulting to 0); the KV lines printed per worker in 0.10.0 and
+    # 0.11.0, once after the smallest worker was taken in 0.12.0 and 0.13.0. The hybrid KV
+    # cache manager: in 0.9.1 and 0.9.2, not in 0.8.5. Versions in between are assigned to
+    # the nearer checked one.
     return VersionRules(
         pp_check_whole_model=(0, 14) <= v < (0, 17),
         null_block=v >= (0, 29),
         tokens_from_concurrency=v >= (0, 23),
-        async_scheduling=v >= (0, 29),
+        async_scheduling=v >= (0, 26),
+        hybrid_allocator=v >= (0, 9),
         report_per_worker=v < (0, 12),
-        chunked_local_hybrid=v >= (0, 14),
+        chunked_local_hybrid=not (0, 10, 2) <= patch < (0, 14),
     )
 
 
@@ -131,6 +145,15 @@ class KVLayout:
     def model_block_bytes(self) -> int:
         return self.page_bytes * max(len(g.layers) for g in self.groups)
 
+    def unified(self) -> KVLayout:
+        """The layout with every attention layer sized as full attention: what vLLM does
+        when the hybrid KV cache manager is off (before 0.9, ``--disable-hybrid-kv-cache-
+        manager``, KV connectors). A model whose layers are all of one kind is unchanged."""
+        if len({g.kind for g in self.groups}) < 2 or "mla" in self.kinds:
+            return self
+        layers = tuple(sorted(i for g in self.groups for i in g.layers))
+        return replace(self, groups=(_Group("full", layers),), padded_layers=0)
+
     def group_blocks(self, kind: str, max_model_len: int, in_flight: int) -> int:
         """Pages one request at ``max_model_len`` needs in one group of ``kind``."""
         if kind == "sliding" and self.window:
@@ -149,21 +172,29 @@ class KVLayout:
 
     def needed_bytes(self, max_model_len: int, in_flight: int, *, whole_model: bool,
                      stage: int) -> int:
-        """What vLLM's start-up check says one request needs on ``stage``."""
-        block = self.model_block_bytes() if whole_model else self.stage_block_bytes(stage)
-        return block * self.blocks_per_request(max_model_len, in_flight)
+        """What vLLM's start-up check says one request needs on ``stage``: the sum over the
+        real layers (no padding layers: ``check_enough_kv_cache_memory`` adds up each
+        layer's ``max_memory_usage_bytes``, 0.11 and 0.33)."""
+        layers = range(self.num_layers) if whole_model else self.stages[stage]
+        return self.page_bytes * sum(
+            self.group_blocks(g.kind, max_model_len, in_flight)
+            * sum(1 for i in g.layers if i in layers) for g in self.groups)
+
+    @property
+    def num_layers(self) -> int:
+        return self.stages[-1].stop
 
     def max_len_that_fits(self, kv_bytes: float, limit: int, in_flight: int, *,
                           whole_model: bool, null_block: bool) -> int:
         """The longest ``--max-model-len`` the check accepts (vLLM's binary search), 0 if none."""
         fits = []
         for s in range(len(self.stages)):
-            block = self.model_block_bytes() if whole_model else self.stage_block_bytes(s)
             avail = kv_bytes - (self.stage_block_bytes(s) if null_block else 0)
             lo, hi, found = 1, limit, 0
             while lo <= hi:
                 mid = (lo + hi) // 2
-                if block * self.blocks_per_request(mid, in_flight) <= avail:
+                if self.needed_bytes(mid, in_flight, whole_model=whole_model,
+                                     stage=s) <= avail:
                     found, lo = mid, mid + 1
                 else:
                     hi = mid - 1
@@ -180,7 +211,7 @@ def _page(info: ModelInfo, tp: int, dtype_bytes: int, block_size: int) -> int:
 
 
 def kv_layout(info: ModelInfo, *, tp: int, pp: int, dtype_bytes: int,
-              block_size: int, chunked_local_hybrid: bool = True) -> KVLayout:
+              block_size: int) -> KVLayout:
     """Group the model's layers as vLLM 0.33 does (``_get_kv_cache_groups_uniform_page_size``).
 
     Raises
@@ -189,8 +220,6 @@ def kv_layout(info: ModelInfo, *, tp: int, pp: int, dtype_bytes: int,
         When no layer has a paged KV cache (a pure state-space model).
     """
     kinds = ["mla" if (k == "full" and info.kv_lora_rank) else k for k in info.kinds]
-    if not chunked_local_hybrid:
-        kinds = ["full" if k == "chunked" else k for k in kinds]
     buckets: dict[str, list[int]] = {}
     for i, kind in enumerate(kinds):
         if kind != "linear":

@@ -29,6 +29,9 @@ _HYBRID_MODEL_TYPES = frozenset({
     "mamba", "mamba2", "zamba2", "lfm2", "plamo2", "phi4flash", "hunyuan_v1_dense",
 })
 
+# transformers' Gemma3TextConfig.sliding_window_pattern default: every 6th layer is global.
+_GEMMA3_PATTERN = 6
+
 # model_type -> (family, reasoning parser registered in vLLM for thinking variants)
 _PARSERS: dict[str, str] = {
     "qwen3": "qwen3",
@@ -302,7 +305,11 @@ def layer_kinds(model_type: str, text: dict[str, Any],
         return kinds, window if "sliding" in kinds else None
     if window is None:
         return (), None
+    # Gemma 3's released config.json files omit sliding_window_pattern: transformers'
+    # Gemma3TextConfig defaults it to 6 (five local layers, then one global).
     pattern = text.get("sliding_window_pattern")
+    if model_type in ("gemma3", "gemma3_text") and pattern is None:
+        pattern = _GEMMA3_PATTERN
     if model_type.startswith("gemma3") and isinstance(pattern, int) and pattern > 0:
         return tuple("full" if (i + 1) % pattern == 0 else "sliding"
                      for i in range(layers)), window

@@ -35,6 +35,10 @@ class ServeSettings:
     attention_backend: str | None = None
     reasoning_parser: str | None = None
     kv_offloading_size: float | None = None
+    # --disable-hybrid-kv-cache-manager, or a KV connector (0.9-0.11 turn the hybrid manager
+    # off for every connector; 0.33 only for those without HMA support, which is not told
+    # apart here): sliding-window layers are then sized as full attention.
+    hybrid_kv_cache_manager_off: bool = False
 
 
 def _to_int(value: Any) -> int | None:
@@ -88,6 +92,9 @@ def settings_from_flags(argv: list[str] | tuple[str, ...], version: str) -> Serv
         reasoning_parser=(str(args["reasoning_parser"])
                           if args.get("reasoning_parser") not in (None, "") else None),
         kv_offloading_size=_to_float(args.get("kv_offloading_size")),
+        hybrid_kv_cache_manager_off=any(
+            args.get(k) not in (None, "", "None", False)
+            for k in ("disable_hybrid_kv_cache_manager", "kv_transfer_config")),
     )
 
 

@@ -1,7 +1,7 @@
 """Llama 4's chunked local attention, as vLLM sizes it: the layers with RoPE attend within
-chunks of ``attention_chunk_size`` tokens and, from vLLM 0.14, get KV groups of their own that
-hold one chunk plus the batch in flight; before 0.14 vLLM turns the hybrid manager off for
-them and they keep every token like the NoPE (full attention) layers."""
+chunks of ``attention_chunk_size`` tokens and, in 0.10.0 and from 0.14, get KV groups of their
+own that hold one chunk plus the batch in flight; in 0.10.2-0.13 vLLM turns the hybrid manager
+off for them and they keep every token like the NoPE (full attention) layers."""
 
 from __future__ import annotations
 
@@ -79,6 +79,14 @@ def test_before_0_14_chunked_layers_keep_every_token_like_full_ones() -> None:
     assert any("hybrid KV manager off" in a for a in old.assumptions)
     new = plan("0.33.0")
     assert new.max_concurrency is not None and new.max_concurrency > 2 * old.max_concurrency
+
+
+def test_0_10_0_kept_chunked_layers_apart_and_0_10_2_did_not() -> None:
+    # 0.10.0 disabled the hybrid manager for chunked attention only with EAGLE; 0.10.2 added
+    # VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE with a default of 0.
+    page = 16 * 2 * 2 * 128 * 2
+    assert plan("0.10.0").max_concurrency == int(20 * GiB // (12 * page)) / (8192 + 3 * 1024)
+    assert plan("0.10.2").max_concurrency == int(20 * GiB // (48 * page)) / 8192
 
 
 def test_a_request_shorter_than_a_chunk_costs_the_same_in_every_group() -> None:

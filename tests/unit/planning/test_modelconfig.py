@@ -166,6 +166,7 @@ def _real(name: str) -> dict[str, object]:
 
 @pytest.mark.parametrize(("name", "sliding", "full", "window"), [
     ("gemma-3-1b-it", 22, 4, 512),      # sliding_window_pattern 6: every 6th layer is full
+    ("gemma-3-27b-it", 52, 10, 1024),   # no sliding_window_pattern: transformers' default 6
     ("gemma-2-9b", 21, 21, 4096),       # Gemma 2 alternates, starting with sliding
     ("mistral-7b-v0.1", 32, 0, 4096),   # one window on every layer
     ("gpt-oss-120b", 18, 18, 128),      # layer_types listed

@@ -16,6 +16,7 @@ import pytest
 
 from hpclaunch.planning import kv
 from hpclaunch.planning.capacity import capacity
+from hpclaunch.planning.kvplan import layout_for
 from hpclaunch.planning.modelconfig import info_from_config
 from hpclaunch.planning.modelinfo import ModelInfo
 from hpclaunch.planning.report import CapacityReport
@@ -52,7 +53,8 @@ def replay_with(case_id: str, kv_cache_bytes: float, *,
     case = CASES[case_id]
     settings = ServeSettings(max_model_len=case["max_model_len"],
                              max_num_batched_tokens=case.get("max_num_batched_tokens"),
-                             block_size=case.get("block_size", kv.DEFAULT_BLOCK_SIZE))
+                             block_size=case.get("block_size", kv.DEFAULT_BLOCK_SIZE),
+                             kv_cache_dtype=case.get("kv_cache_dtype", "auto"))
     return capacity(info(case["config"]), model_id=case["config"], tp=case["tp"],
                     pp=case["pp"], settings=settings, kv_cache_bytes=kv_cache_bytes,
                     version=version or case["vllm_version"])
@@ -70,7 +72,8 @@ def test_every_case_names_its_source_and_a_stored_config() -> None:
 
 
 @pytest.mark.parametrize("case_id", ["dense-qwen3-14b", "dense-qwen3-0.6b",
-                                     "mxfp4-hybrid-gpt-oss-120b-tp2"])
+                                     "mxfp4-hybrid-gpt-oss-120b-tp2", "swa-gemma-3-1b-v013",
+                                     "swa-gemma-3-27b-vl-v011", "swa-medgemma-27b-fp8kv-v026"])
 def test_tokens_and_concurrency_match_the_printed_lines(case_id: str) -> None:
     report, expect = replay(case_id)
     assert report.kv_tokens is not None and report.max_concurrency is not None
@@ -194,3 +197,40 @@ def test_weights_per_gpu_match_what_vllm_loaded(case_id: str) -> None:
     report, expect = replay(case_id)
     assert report.weights_per_gpu_bytes is not None
     assert within(report.weights_per_gpu_bytes / GiB, expect["weights_per_gpu_gib"])
+
+
+@pytest.mark.parametrize(("case_id", "full", "sliding"), [
+    ("swa-gemma-3-1b-v013", 4, 22), ("swa-gemma-3-27b-vl-v011", 10, 52)])
+def test_gemma_3_keeps_one_global_layer_in_six_and_pads_groups_as_vllm_warned(
+        case_id: str, full: int, sliding: int) -> None:
+    # Gemma 3's config.json has no sliding_window_pattern (transformers' default: 6). vLLM
+    # groups the layers by the global count and warns "Add N padding layers".
+    case = CASES[case_id]
+    layout, why, _ = layout_for(info(case["config"]), tp=case["tp"], pp=case["pp"],
+                                kv_cache_dtype="auto", block_size=16)
+    assert layout is not None, why
+    kinds = [g.kind for g in layout.groups]
+    assert sum(len(g.layers) for g in layout.groups if g.kind == "full") == full
+    assert sum(len(g.layers) for g in layout.groups if g.kind == "sliding") == sliding
+    assert kinds.count("full") == 1 and kinds.count("sliding") == -(-sliding // full)
+    assert layout.padded_layers == case["expect"]["padding_layers"]
+
+
+def test_gemma_3_block_count_matches_the_engines_num_gpu_blocks() -> None:
+    # One block holds a page of each of the 10 layers of a group: 89,994 blocks in 109.86 GiB.
+    case = CASES["swa-gemma-3-27b-vl-v011"]
+    layout, why, _ = layout_for(info(case["config"]), tp=1, pp=1, kv_cache_dtype="auto",
+                                block_size=16)
+    assert layout is not None, why
+    blocks = layout.num_blocks(case["expect"]["available_kv_gib"] * GiB)
+    assert within(blocks, case["expect"]["gpu_blocks"], rel=0.001)
+
+
+def test_async_scheduling_keeps_two_batches_of_a_sliding_window_in_flight_in_0_26() -> None:
+    # 0.26 turns async scheduling on by default: a sliding layer holds window - 1 + 2 x 2048
+    # tokens. With one batch in flight (0.25's rule) vLLM would have printed ~3.29x, not 2.87x.
+    report, expect = replay("swa-medgemma-27b-fp8kv-v026")
+    older, _ = replay("swa-medgemma-27b-fp8kv-v026", version="0.25.0")
+    assert report.max_concurrency is not None and older.max_concurrency is not None
+    assert within(report.max_concurrency, expect["max_concurrency"])
+    assert not within(older.max_concurrency, expect["max_concurrency"], rel=0.05)
