@@ -50,8 +50,8 @@ class VersionRules:
         Llama 4's chunked local layers get their own KV groups, holding one chunk plus the
         batch in flight (0.10.0; from 0.14 the environment variable
         ``VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE`` defaults to 1). In 0.10.2-0.13
-        it defaults to 0: the hybrid manager is off for such models, and every layer is sized as full attention (the start-up check still
-        counts each by its own spec).
+        it defaults to 0: the hybrid manager is off for such models, and every layer is
+        sized as full attention (the start-up check still counts each by its own spec).
     report_per_worker
         Every worker prints its ``Available KV cache memory`` and the engine prints one
         ``GPU KV cache size`` per worker, each from that worker's own memory, before the pool

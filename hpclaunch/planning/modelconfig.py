@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from hpclaunch.planning.modelinfo import ModelInfo
-from hpclaunch.planning.weights import quant_format, vision_params, weight_bytes
+from hpclaunch.planning.weights import (
+    quant_format,
+    ties_embeddings,
+    vision_params,
+    vocab_size,
+    weight_bytes,
+)
 
 __all__ = ["cached_snapshot", "hf_hub_cache", "info_from_config", "info_from_dir", "layer_kinds"]
 
@@ -123,9 +129,8 @@ def _estimate_params(text: dict[str, Any], cfg: dict[str, Any], hidden: int, hea
         mlp = 3 * hidden * moe_inter * (experts + shared) + hidden * experts
     else:
         mlp = 3 * hidden * inter
-    vocab = int(_first(text, "vocab_size") or cfg.get("vocab_size") or 32000)
-    tied = bool(_first(text, "tie_word_embeddings") or cfg.get("tie_word_embeddings"))
-    total = layers * (attn + mlp) + vocab * hidden * (1 if tied else 2)
+    vocab = vocab_size(text, cfg)
+    total = layers * (attn + mlp) + vocab * hidden * (1 if ties_embeddings(text, cfg) else 2)
     vision = cfg.get("vision_config")
     if isinstance(vision, dict):
         total += vision_params(vision)

@@ -128,6 +128,28 @@ def vision_params(vision: dict[str, Any]) -> int:
     return total
 
 
+# What transformers' config class assumes when config.json leaves a key out (vLLM loads the
+# config through it): Gemma ties the output head to the embeddings, and Gemma 3's vocabulary
+# is 262,208 tokens. Released Gemma 3 config.json files omit both.
+_TIED_BY_DEFAULT = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
+_VOCAB_BY_DEFAULT = {"gemma3": 262_208, "gemma3_text": 262_208}
+
+
+def ties_embeddings(text: dict[str, Any], cfg: dict[str, Any] | None = None) -> bool:
+    """Whether ``lm_head`` shares the embedding matrix (it is then loaded once)."""
+    for source in (text, cfg or {}):
+        if source.get("tie_word_embeddings") is not None:
+            return bool(source["tie_word_embeddings"])
+    return str(text.get("model_type") or "") in _TIED_BY_DEFAULT
+
+
+def vocab_size(text: dict[str, Any], cfg: dict[str, Any] | None = None) -> int:
+    for source in (text, cfg or {}):
+        if source.get("vocab_size"):
+            return int(source["vocab_size"])
+    return _VOCAB_BY_DEFAULT.get(str(text.get("model_type") or ""), 32000)
+
+
 def weight_bytes(text: dict[str, Any], fmt: QuantFormat, vision_params: float = 0.0
                  ) -> tuple[int, str]:
     """Bytes of a decoder (plus ``vision_params`` 16-bit vision parameters) and how they split.
@@ -140,7 +162,7 @@ def weight_bytes(text: dict[str, Any], fmt: QuantFormat, vision_params: float = 
     heads = int(_first(text, "num_attention_heads", "n_head"))
     kv_heads = int(_first(text, "num_key_value_heads") or heads)
     head_dim = int(_first(text, "head_dim") or hidden // heads)
-    vocab = int(_first(text, "vocab_size") or 32000)
+    vocab = vocab_size(text)
     inter = int(_first(text, "intermediate_size", "ffn_hidden_size") or 4 * hidden)
     if text.get("kv_lora_rank"):
         rope = int(text.get("qk_rope_head_dim") or 64)
@@ -169,8 +191,7 @@ def weight_bytes(text: dict[str, Any], fmt: QuantFormat, vision_params: float = 
         shared = moe_layers * 3 * hidden * (shared_inter or n_shared * moe_inter)
         router = moe_layers * hidden * experts
     dense = dense_layers * 3 * hidden * inter
-    tied = bool(text.get("tie_word_embeddings"))
-    embed = vocab * hidden * (1 if tied else 2)
+    embed = vocab * hidden * (1 if ties_embeddings(text) else 2)
     qb = fmt.bytes_per_param
     linear_q = qb if not fmt.experts_only else 2.0
     total = (expert_params * qb + (layers * attn + dense + shared) * linear_q
