@@ -147,13 +147,16 @@ def capacity(
     base.update(weights_bytes=weights, weights_per_gpu_bytes=weights_per_gpu)
 
     layout, why, steps = layout_for(info, tp=tp, pp=pp, kv_cache_dtype=s.kv_cache_dtype,
-                                    block_size=s.block_size)
+                                    block_size=s.block_size, version=version,
+                                    prefix_caching=s.enable_prefix_caching,
+                                    hopper=gpu is not None and gpu.name.startswith(("H100", "H200")))
     if layout is None:
         notes.append(why)
     else:
         assumptions.extend(steps)
+        base["block_size"] = layout.block_size
         base["kv_bytes_per_token"] = max(layout.stage_block_bytes(i)
-                                         for i in range(pp)) // s.block_size
+                                         for i in range(pp)) // layout.block_size
     if info.vision:
         assumptions.append("vision encoder: costs weights and activation memory, not KV cache; "
                            "KV per token is the text model's (the guide's 'VL models need 4x "

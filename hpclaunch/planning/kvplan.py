@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hpclaunch.planning import kv
-from hpclaunch.planning.kvspec import KVLayout, kv_layout, rules_for
+from hpclaunch.planning.kvspec import KVLayout, kv_layout, rules_for, token_bytes
+from hpclaunch.planning.mamba import hybrid_blocks
 from hpclaunch.planning.modelinfo import ModelInfo
 
 __all__ = ["KVNumbers", "kv_numbers", "layout_for"]
@@ -29,22 +30,38 @@ class KVNumbers:
 
 
 def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
-               block_size: int) -> tuple[KVLayout | None, str, list[str]]:
-    """The model's KV layout, or ``(None, why)`` when it cannot be modelled."""
+               block_size: int, version: str = "0.33.0", prefix_caching: bool | None = None,
+               hopper: bool = False) -> tuple[KVLayout | None, str, list[str]]:
+    """The model's KV layout, or ``(None, why)`` when it cannot be modelled.
+
+    Recurrent layers are modelled when the config gave their state shape
+    (:attr:`ModelInfo.recurrent`); ``prefix_caching`` (``None``: the version's default) and
+    ``hopper`` (an SM90 GPU) decide how many blocks a request holds in their groups.
+    """
     if info.sliding_window_or_hybrid and not info.layer_types and not info.sliding_window:
         return None, (f"{info.model_id} mixes attention with layers whose kind the config does "
                       "not list (layer_types); its KV cache is not modelled"), []
-    if "linear" in info.kinds:
-        # vLLM pads Mamba / linear-attention state pages to the attention page and draws
-        # them from the same pool; that sizing is not modelled, so no number is better.
-        return None, (f"{info.model_id} has recurrent (Mamba / linear-attention) layers whose "
-                      "state shares vLLM's KV pool; its KV cache is not modelled"), []
+    if "linear" in info.kinds and info.recurrent is None:
+        # vLLM pads the state pages to the attention page and draws them from the same
+        # pool; without the state shape no number is better than a wrong one.
+        return None, (f"{info.model_id} has recurrent layers of a kind the planner does not "
+                      f"size ({info.family}); only gated delta nets (Qwen3-Next, Qwen3.5) "
+                      "and Nemotron-H's Mamba2 are modelled"), []
+    steps = []
+    state_blocks = None
     try:
         dtype_bytes = kv.kv_dtype_bytes(info, kv_cache_dtype)
-        layout = kv_layout(info, tp=tp, pp=pp, dtype_bytes=dtype_bytes, block_size=block_size)
+        if info.recurrent is not None and "linear" in info.kinds:
+            per_token = token_bytes(info, tp, dtype_bytes)
+            hb = hybrid_blocks(info.recurrent, tp=tp, token_bytes=per_token,
+                               block_size=block_size, version=version,
+                               prefix_caching=prefix_caching, hopper=hopper)
+            block_size, state_blocks = hb.block_size, hb.state_blocks
+            steps.extend(hb.steps)
+        layout = kv_layout(info, tp=tp, pp=pp, dtype_bytes=dtype_bytes, block_size=block_size,
+                           state_blocks=state_blocks)
     except ValueError as exc:
         return None, str(exc), []
-    steps = []
     if info.kv_lora_rank:
         steps.append(
             f"MLA: each layer caches one latent of kv_lora_rank {info.kv_lora_rank} + "
@@ -62,7 +79,9 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
         "layers by KV kind: " + ", ".join(f"{n} {k}" for k, n in counts.items())
         + f"; {len(layout.groups)} KV group(s) of {'/'.join(map(str, sizes))} layers"
         + (f" ({layout.padded_layers} padding layers)" if layout.padded_layers else "")
-        + (f"; sliding window {layout.window} tokens" if "sliding" in counts else ""))
+        + (f"; sliding window {layout.window} tokens" if "sliding" in counts else "")
+        + ("; recurrent layers are grouped like attention layers, one padded page each"
+           if "linear" in counts else ""))
     if pp > 1:
         steps.append(f"pipeline stages hold {[len(r) for r in layout.stages]} layers "
                      "(vLLM's get_pp_indices); one block costs the fullest group's layers of "
@@ -97,7 +116,9 @@ def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
         f" B on the fullest stage) = {num_blocks:,}; a request of {max_model_len:,} tokens "
         f"takes {per_request:,} blocks (sum over groups"
         + (f"; sliding groups keep window-1 + {in_flight:,} in-flight tokens + 1 block"
-           if "sliding" in layout.kinds else "") + ")",
+           if "sliding" in layout.kinds else "")
+        + (f"; each recurrent group takes {layout.state_blocks} block(s) whatever the length"
+           if "linear" in layout.kinds else "") + ")",
         f"vLLM {version}: 'GPU KV cache size' = {how}; concurrency = blocks / blocks per request",
         f"start-up check: one request needs {needed / kv.GiB:.2f} GiB"
         + (" (every layer of the model against one stage's memory, as this version does)"

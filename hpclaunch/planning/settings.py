@@ -35,6 +35,7 @@ class ServeSettings:
     attention_backend: str | None = None
     reasoning_parser: str | None = None
     kv_offloading_size: float | None = None
+    enable_prefix_caching: bool | None = None
 
 
 def _to_int(value: Any) -> int | None:
@@ -88,6 +89,8 @@ def settings_from_flags(argv: list[str] | tuple[str, ...], version: str) -> Serv
         reasoning_parser=(str(args["reasoning_parser"])
                           if args.get("reasoning_parser") not in (None, "") else None),
         kv_offloading_size=_to_float(args.get("kv_offloading_size")),
+        enable_prefix_caching=(None if args.get("enable_prefix_caching") is None
+                               else bool(args["enable_prefix_caching"])),
     )
 
 
