@@ -44,7 +44,9 @@ def replay(case_id: str, *, version: str | None = None) -> tuple[CapacityReport,
     case = CASES[case_id]
     expect = case["expect"]
     settings = ServeSettings(max_model_len=case["max_model_len"],
-                             max_num_batched_tokens=case.get("max_num_batched_tokens"))
+                             max_num_batched_tokens=case.get("max_num_batched_tokens"),
+                             kv_cache_dtype=case.get("kv_cache_dtype", "auto"),
+                             enable_prefix_caching=case.get("enable_prefix_caching"))
     report = capacity(info(case["config"]), model_id=case["config"], tp=case["tp"],
                       pp=case["pp"], settings=settings,
                       kv_cache_bytes=expect.get("available_kv_gib", 0) * GiB,
@@ -64,7 +66,9 @@ def test_every_case_names_its_source_and_a_stored_config() -> None:
 
 
 @pytest.mark.parametrize("case_id", ["dense-qwen3-14b", "dense-qwen3-0.6b",
-                                     "mxfp4-hybrid-gpt-oss-120b-tp2"])
+                                     "mxfp4-hybrid-gpt-oss-120b-tp2",
+                                     "hybrid-gdn-qwen3.6-35b-a3b",
+                                     "hybrid-gdn-qwen3.6-35b-a3b-second-run"])
 def test_tokens_and_concurrency_match_the_printed_lines(case_id: str) -> None:
     report, expect = replay(case_id)
     assert report.kv_tokens is not None and report.max_concurrency is not None
