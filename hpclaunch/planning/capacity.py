@@ -146,10 +146,10 @@ def capacity(
                            "counted as the checkpoint stores them")
     base.update(weights_bytes=weights, weights_per_gpu_bytes=weights_per_gpu)
 
+    hopper = gpu is not None and gpu.name.startswith(("H100", "H200"))  # SM90
     layout, why, steps = layout_for(info, tp=tp, pp=pp, kv_cache_dtype=s.kv_cache_dtype,
                                     block_size=s.block_size, version=version,
-                                    prefix_caching=s.enable_prefix_caching,
-                                    hopper=gpu is not None and gpu.name.startswith(("H100", "H200")))
+                                    prefix_caching=s.enable_prefix_caching, hopper=hopper)
     if layout is None:
         notes.append(why)
     else:

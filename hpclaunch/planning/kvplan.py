@@ -47,7 +47,7 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
         return None, (f"{info.model_id} has recurrent layers whose state shape for "
                       f"'{info.family}' is not modelled (only gated delta nets: Qwen3-Next, "
                       "Qwen3.5; and Nemotron-H's Mamba2 are); its KV cache is not sized"), []
-    steps = []
+    steps: list[str] = []
     state_blocks = None
     try:
         dtype_bytes = kv.kv_dtype_bytes(info, kv_cache_dtype)

@@ -246,7 +246,8 @@ def info_from_config(cfg: dict[str, Any], model_id: str,
         padded = (layers - int(text.get("first_k_dense_replace") or 0), experts, hidden,
                   moe_inter)
     mla = text.get("kv_lora_rank")
-    return replace(info, recurrent=recurrent_state(model_type, text, dtype), params_b=round(params_b, 3), reasoning=reasoning,
+    return replace(info, params_b=round(params_b, 3), reasoning=reasoning,
+                   recurrent=recurrent_state(model_type, text, dtype),
                    reasoning_parser=_PARSERS.get(family) if reasoning else None,
                    layer_types=kinds, sliding_window=window,
                    kv_lora_rank=int(mla) if mla else None,
