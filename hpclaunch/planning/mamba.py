@@ -25,7 +25,8 @@ from math import lcm
 
 from hpclaunch.planning.modelinfo import RecurrentState
 
-__all__ = ["HybridBlocks", "hybrid_blocks", "prefix_caching_default"]
+__all__ = ["HybridBlocks", "hybrid_blocks", "prefix_caching_default",
+           "prefix_caching_supported"]
 
 _KERNEL_ALIGNMENT = 16  # smallest kernel block of FlashAttention / FlashInfer on CUDA
 _GDN_FLASHINFER_ALIGNMENT = 64  # FLASHINFER_GDN_CHECKPOINT_ALIGNMENT (0.33)
@@ -39,12 +40,22 @@ def _version(version: str) -> tuple[int, int]:
     return (major, minor)
 
 
+def prefix_caching_supported(version: str) -> bool:
+    """Whether ``version`` can cache prefixes of a hybrid model at all.
+
+    0.10.2 and 0.13 logs print "Hybrid or mamba-based model detected ... disabling" even
+    when ``--enable-prefix-caching`` is given; the mamba cache mode "align" came later. The
+    first version that accepts it is not pinned down here: assumed 0.14.
+    """
+    return _version(version) >= (0, 14)
+
+
 def prefix_caching_default(version: str) -> bool:
     """Whether vLLM turns prefix caching on for a hybrid model when no flag says.
 
     0.33's ``is_prefix_caching_supported`` says yes for generative hybrid models (a 0.28 log
     shows "Mamba cache mode is set to 'align' ... by default"); 0.19 logs show
-    ``enable_prefix_caching=False``. Versions in between are assigned to the nearer one.
+    ``enable_prefix_caching=False``. The switch lies between; assumed at 0.24.
     """
     return _version(version) >= (0, 24)
 
@@ -75,6 +86,8 @@ def hybrid_blocks(state: RecurrentState, *, tp: int, token_bytes: int, block_siz
     """
     v = _version(version)
     caching = prefix_caching_default(version) if prefix_caching is None else prefix_caching
+    refused = caching and not prefix_caching_supported(version)
+    caching = caching and not refused
     mode = "align" if caching else "none"
     state_page = state.page_bytes(tp)
     alignment = max(_KERNEL_ALIGNMENT, block_size)
@@ -92,10 +105,13 @@ def hybrid_blocks(state: RecurrentState, *, tp: int, token_bytes: int, block_siz
         f"{state.heads * state.head_dim} + 2 x {state.groups} x {state.state} channels / TP "
         f"{tp} x {state.conv_kernel - 1} steps x {state.conv_bytes} B + SSM {state.heads} / "
         f"TP x {state.head_dim} x {state.state} x {state.ssm_bytes} B)",
-        f"attention block size raised to {new_block} tokens ({alignment}-token alignment) so "
-        f"one attention page ({new_block} x {token_bytes:,} B = {page:,} B) holds a state; "
+        (f"attention block size raised to {new_block} tokens ({alignment}-token alignment) so "
+         if new_block > block_size else f"attention block size {new_block} tokens kept: ")
+        + f"one attention page ({new_block} x {token_bytes:,} B = {page:,} B) holds a state; "
         f"the state page is padded by {100 * (page - state_page) / state_page:.2f} % to match",
-        f"prefix caching {'on' if caching else 'off'} (mamba cache mode '{mode}'): a request "
+        f"prefix caching {'on' if caching else 'off'}"
+        + (f" (vLLM {version} turns it off for hybrid models)" if refused else "")
+        + f" (mamba cache mode '{mode}'): a request "
         f"holds {blocks} block(s) in each recurrent group"
         + (" (two states + the prefill checkpoint)" if checkpoint_block
            else " (current + last cached state)" if mode == "align" else ""),

@@ -147,6 +147,16 @@ def test_prefix_caching_is_on_by_default_for_hybrids_in_0_33_but_not_0_19() -> N
     assert prefix_caching_default("0.33.0") and not prefix_caching_default("0.19.0")
 
 
+def test_versions_without_hybrid_prefix_caching_turn_the_flag_off() -> None:
+    # 0.13 logs: "Hybrid or mamba-based model detected without support for prefix caching:
+    # disabling" although --enable-prefix-caching was given; one state block per group.
+    state = _state(_info("nemotron-3-nano-4b"))
+    hb = hybrid_blocks(state, tp=1, token_bytes=2048, block_size=16, version="0.13.0",
+                       prefix_caching=True)
+    assert hb.mode == "none" and hb.state_blocks == 1
+    assert "turns it off" in hb.steps[-1]
+
+
 def test_a_recurrent_groups_blocks_do_not_grow_with_the_request_length() -> None:
     info = _info("nemotron-3-nano-4b")
     layout = kv_layout(info, tp=1, pp=1, dtype_bytes=1, block_size=992, state_blocks=1)
