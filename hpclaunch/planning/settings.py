@@ -89,9 +89,18 @@ def settings_from_flags(argv: list[str] | tuple[str, ...], version: str) -> Serv
         reasoning_parser=(str(args["reasoning_parser"])
                           if args.get("reasoning_parser") not in (None, "") else None),
         kv_offloading_size=_to_float(args.get("kv_offloading_size")),
-        enable_prefix_caching=(None if args.get("enable_prefix_caching") is None
-                               else bool(args["enable_prefix_caching"])),
+        enable_prefix_caching=_prefix_caching(args),
     )
+
+
+def _prefix_caching(args: dict[str, Any]) -> bool | None:
+    """``--[no-]enable-prefix-caching`` as given (the lenient reader keeps the ``no_`` key)."""
+    if args.get("no_enable_prefix_caching") is not None:
+        return False
+    value = args.get("enable_prefix_caching")
+    if value is None:
+        return None
+    return str(value).lower() not in ("false", "0", "no")
 
 
 def _lenient_args(argv: list[str]) -> dict[str, Any]:

@@ -194,3 +194,13 @@ def test_recurrent_layers_of_an_unmodelled_family_are_refused_with_a_reason() ->
     layout, why, _ = layout_for(jamba_like, tp=1, pp=1, kv_cache_dtype="auto", block_size=16)
     assert layout is None
     assert "'jamba' is not modelled" in why and "\n" not in why
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], None), (["--enable-prefix-caching"], True), (["--no-enable-prefix-caching"], False)])
+def test_the_prefix_caching_flag_is_read_in_both_spellings(argv: list[str],
+                                                            expected: bool | None) -> None:
+    from hpclaunch.planning.settings import settings_from_flags
+
+    for version in ("0.33.0", "0.13.0"):  # a bundled flag snapshot and the lenient reader
+        assert settings_from_flags(argv, version).enable_prefix_caching is expected
