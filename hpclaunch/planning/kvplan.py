@@ -118,7 +118,7 @@ def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
         + (f"; sliding groups keep window-1 + {in_flight:,} in-flight tokens + 1 block"
            if "sliding" in layout.kinds else "")
         + (f"; each recurrent group takes {layout.state_blocks} block(s) whatever the length"
-           if "linear" in layout.kinds else "") + ")",
+           if "linear" in layout.kinds and layout.state_blocks else "") + ")",
         f"vLLM {version}: 'GPU KV cache size' = {how}; concurrency = blocks / blocks per request",
         f"start-up check: one request needs {needed / kv.GiB:.2f} GiB"
         + (" (every layer of the model against one stage's memory, as this version does)"

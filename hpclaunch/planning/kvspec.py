@@ -101,7 +101,7 @@ class KVLayout:
     stages: tuple[range, ...]
     padded_layers: int
     recurrent_layers: int
-    state_blocks: int = 1  # blocks a request holds in each recurrent ("linear") group
+    state_blocks: int = 1  # blocks a request holds per recurrent group; 0: one per block
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -118,7 +118,7 @@ class KVLayout:
 
     def group_blocks(self, kind: str, max_model_len: int, in_flight: int) -> int:
         """Pages one request at ``max_model_len`` needs in one group of ``kind``."""
-        if kind == "linear":
+        if kind == "linear" and self.state_blocks:
             return self.state_blocks
         if kind == "sliding" and self.window:
             tokens = min(self.window - 1 + in_flight, max_model_len)
@@ -210,4 +210,4 @@ def kv_layout(info: ModelInfo, *, tp: int, pp: int, dtype_bytes: int,
     return KVLayout(groups=tuple(groups), page_bytes=_page(info, tp, dtype_bytes, block_size),
                     block_size=block_size, window=info.sliding_window, stages=stages,
                     padded_layers=padded, recurrent_layers=kinds.count("linear"),
-                    state_blocks=state_blocks or 1)
+                    state_blocks=1 if state_blocks is None else state_blocks)

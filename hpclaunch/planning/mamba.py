@@ -1,21 +1,29 @@
 """How vLLM fits recurrent-layer state (Mamba2, gated delta nets) into the paged KV pool.
 
 Hybrid models (Qwen3-Next / Qwen3.5 with gated-delta-net "linear attention", Nemotron-H with
-Mamba2) keep one fixed-size state per request in each recurrent layer. vLLM (0.33:
-``Platform._align_hybrid_block_size``; before ~0.20 the same code lived in
-``HybridAttentionMambaModelConfig``) draws those states from the same block pool as the
-attention KV, so every page must have one size:
+Mamba2) keep a fixed-size state per request in each recurrent layer. vLLM draws those states
+from the same block pool as the attention KV, so every page must have one size
+(``HybridAttentionMambaModelConfig`` up to ~0.20, ``Platform._align_hybrid_block_size``
+after):
 
 1. the attention block size is raised to the smallest multiple of the kernel alignment
    (16 tokens) whose attention page holds one layer's state ("Setting attention block size
    to N tokens to ensure that attention page size is >= mamba page size");
 2. the state page is padded up to that attention page ("Padding mamba page size by X%").
 
-The layers are then grouped as for sliding windows (recurrent layers form groups like any
-other kind), and a request takes, in each recurrent group, a fixed number of blocks: one
-without prefix caching (mamba cache mode "none"); with prefix caching (mode "align") two, and
-in 0.33 a third for the prefill checkpoint where the kernel exports one (Mamba2 always; a
-gated delta net on FlashInfer's prefill kernel, i.e. Hopper), which also aligns blocks to 64.
+Recurrent layers are then grouped like any other kind, and what a request takes in a
+recurrent group depends on the mamba cache mode, which prefix caching selects:
+
+- ``none`` (no prefix caching): one block, the current state;
+- ``align`` (gated delta nets from ~0.17, every hybrid in 0.33): two blocks, the current and
+  the last cached state; 0.33 adds one for the prefill checkpoint where the kernel exports
+  one (Mamba2 always; a gated delta net on FlashInfer's prefill, i.e. H100/H200, which also
+  aligns blocks to 64 tokens);
+- ``all`` (Mamba2 models up to ~0.29): one state per block of the request, like attention,
+  with blocks rounded to a multiple of the Mamba2 chunk size.
+
+Version boundaries come from the sources of 0.10.0, 0.13.0, 0.20.0, 0.25.0 and 0.33.0 and
+from logs of 0.19, 0.24 and 0.28; a version in between follows the nearer checked one.
 """
 
 from __future__ import annotations
@@ -25,11 +33,11 @@ from math import lcm
 
 from hpclaunch.planning.modelinfo import RecurrentState
 
-__all__ = ["HybridBlocks", "hybrid_blocks", "prefix_caching_default",
-           "prefix_caching_supported"]
+__all__ = ["HybridBlocks", "hybrid_blocks", "prefix_caching_default"]
 
 _KERNEL_ALIGNMENT = 16  # smallest kernel block of FlashAttention / FlashInfer on CUDA
 _GDN_FLASHINFER_ALIGNMENT = 64  # FLASHINFER_GDN_CHECKPOINT_ALIGNMENT (0.33)
+_DEFAULT_CHUNK = 256  # Mamba2 chunk size when the config gives none (Nemotron-H's value)
 
 
 def _version(version: str) -> tuple[int, int]:
@@ -40,24 +48,29 @@ def _version(version: str) -> tuple[int, int]:
     return (major, minor)
 
 
-def prefix_caching_supported(version: str) -> bool:
-    """Whether ``version`` can cache prefixes of a hybrid model at all.
-
-    0.10.2 and 0.13 logs print "Hybrid or mamba-based model detected ... disabling" even
-    when ``--enable-prefix-caching`` is given; the mamba cache mode "align" came later. The
-    first version that accepts it is not pinned down here: assumed 0.14.
-    """
-    return _version(version) >= (0, 14)
-
-
 def prefix_caching_default(version: str) -> bool:
     """Whether vLLM turns prefix caching on for a hybrid model when no flag says.
 
-    0.33's ``is_prefix_caching_supported`` says yes for generative hybrid models (a 0.28 log
-    shows "Mamba cache mode is set to 'align' ... by default"); 0.19 logs show
-    ``enable_prefix_caching=False``. The switch lies between; assumed at 0.24.
+    0.33's ``is_prefix_caching_supported`` says yes for generative hybrid models, and a 0.28
+    log shows "Mamba cache mode is set to 'align' ... by default"; 0.25's says "Hybrid
+    models do not support prefix caching since the feature is still experimental".
     """
-    return _version(version) >= (0, 24)
+    return _version(version) >= (0, 27)
+
+
+def _mode(state: RecurrentState, version: str, caching: bool) -> tuple[str, str]:
+    """The mamba cache mode ``version`` runs, and why when it is not what was asked."""
+    v = _version(version)
+    if not caching:
+        return "none", ""
+    if state.kind == "mamba2" and v < (0, 30):
+        # Mamba2 models implement SupportsMambaPrefixCaching: 0.13 caches one state per
+        # block; 0.20 and 0.25 call that mode "all". 0.33 has only "align".
+        return "all", ""
+    if state.kind == "gdn" and v < (0, 17):
+        return "none", (f"vLLM {version} turns prefix caching off for this model (\"Hybrid or "
+                        "mamba-based model detected without support for prefix caching\")")
+    return "align", ""
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,8 @@ class HybridBlocks:
     block_size: int  # tokens per attention block, after the raise
     state_page: int  # one recurrent layer's state, before padding
     page: int  # one layer's page, attention and padded state alike
-    state_blocks: int  # blocks one request holds in each recurrent group
-    mode: str  # mamba cache mode: "none" | "align"
+    state_blocks: int  # blocks a request holds per recurrent group; 0: one per block ("all")
+    mode: str  # mamba cache mode: "none" | "align" | "all"
     steps: tuple[str, ...]
 
     @property
@@ -85,36 +98,36 @@ def hybrid_blocks(state: RecurrentState, *, tp: int, token_bytes: int, block_siz
     says the GPU is SM90, where 0.33 runs the gated delta net's prefill on FlashInfer.
     """
     v = _version(version)
-    caching = prefix_caching_default(version) if prefix_caching is None else prefix_caching
-    refused = caching and not prefix_caching_supported(version)
-    caching = caching and not refused
-    mode = "align" if caching else "none"
+    asked = prefix_caching_default(version) if prefix_caching is None else prefix_caching
+    mode, refused = _mode(state, version, asked)
     state_page = state.page_bytes(tp)
     alignment = max(_KERNEL_ALIGNMENT, block_size)
-    checkpoint_block = False
-    if mode == "align" and v >= (0, 33):
-        checkpoint_block = state.kind == "mamba2" or hopper
-        if state.kind == "gdn" and hopper:
-            alignment = lcm(alignment, _GDN_FLASHINFER_ALIGNMENT)
+    checkpoint_block = mode == "align" and v >= (0, 30) and (state.kind == "mamba2" or hopper)
+    if checkpoint_block and state.kind == "gdn":
+        alignment = lcm(alignment, _GDN_FLASHINFER_ALIGNMENT)
+    if mode == "all":
+        alignment = lcm(state.chunk_size or _DEFAULT_CHUNK, alignment)
     raised = alignment * -(-state_page // (alignment * token_bytes))
     new_block = max(block_size, raised)
     page = new_block * token_bytes
-    blocks = (1 if mode == "none" else 2) + (1 if checkpoint_block else 0)
+    blocks = {"none": 1, "align": 2, "all": 0}[mode] + (1 if checkpoint_block else 0)
+    held = (f"holds {blocks} block(s) in each recurrent group"
+            + (" (two states + the prefill checkpoint)" if checkpoint_block
+               else " (the current and the last cached state)" if mode == "align" else "")
+            if blocks else "holds one state per block of its length in each recurrent group")
     steps = [
         f"{state.kind} state per recurrent layer on one GPU = {state_page:,} B (conv "
         f"{state.heads * state.head_dim} + 2 x {state.groups} x {state.state} channels / TP "
         f"{tp} x {state.conv_kernel - 1} steps x {state.conv_bytes} B + SSM {state.heads} / "
         f"TP x {state.head_dim} x {state.state} x {state.ssm_bytes} B)",
-        (f"attention block size raised to {new_block} tokens ({alignment}-token alignment) so "
+        (f"attention block size raised to {new_block} tokens ({alignment}-token alignment"
+         + (", the Mamba2 chunk size" if mode == "all" else "") + ") so "
          if new_block > block_size else f"attention block size {new_block} tokens kept: ")
         + f"one attention page ({new_block} x {token_bytes:,} B = {page:,} B) holds a state; "
         f"the state page is padded by {100 * (page - state_page) / state_page:.2f} % to match",
-        f"prefix caching {'on' if caching else 'off'}"
-        + (f" (vLLM {version} turns it off for hybrid models)" if refused else "")
-        + f" (mamba cache mode '{mode}'): a request "
-        f"holds {blocks} block(s) in each recurrent group"
-        + (" (two states + the prefill checkpoint)" if checkpoint_block
-           else " (current + last cached state)" if mode == "align" else ""),
+        f"prefix caching {'on' if mode != 'none' else 'off'}"
+        + (f" ({refused})" if refused else "")
+        + f" (mamba cache mode '{mode}', vLLM {version}): a request {held}",
     ]
     return HybridBlocks(block_size=new_block, state_page=state_page, page=page,
                         state_blocks=blocks, mode=mode, steps=tuple(steps))

@@ -310,7 +310,8 @@ def recurrent_state(model_type: str, text: dict[str, Any], dtype: str) -> Recurr
                 kind="mamba2", heads=int(text["mamba_num_heads"]),
                 head_dim=int(text["mamba_head_dim"]), groups=int(text["n_groups"]),
                 state=int(text["ssm_state_size"]), conv_kernel=int(text["conv_kernel"]),
-                conv_bytes=conv, ssm_bytes=ssm)
+                conv_bytes=conv, ssm_bytes=ssm,
+                chunk_size=int(_first(text, "chunk_size", "mamba_chunk_size") or 0))
     except (KeyError, TypeError, ValueError):
         return None
     return None

@@ -50,6 +50,7 @@ class RecurrentState:
     conv_kernel: int
     conv_bytes: int  # bytes per conv-state element (the model dtype under "auto")
     ssm_bytes: int  # bytes per SSM-state element (float32 where the config asks)
+    chunk_size: int = 0  # Mamba2 SSD chunk ("chunk_size" / "mamba_chunk_size"); 0 unknown
 
     def page_bytes(self, tp: int) -> int:
         """Bytes of one layer's state on one GPU, vLLM's ``MambaSpec.page_size_bytes``."""

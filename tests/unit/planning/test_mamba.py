@@ -118,22 +118,34 @@ def test_a_smaller_kv_dtype_needs_a_longer_block_for_the_same_state() -> None:
 # ----------------------------------------------------------------- blocks per request
 
 
-@pytest.mark.parametrize(("version", "caching", "kind", "hopper", "blocks"), [
-    ("0.13.0", False, "mamba2", False, 1),   # mode "none": one state per request
-    ("0.24.0", True, "gdn", False, 2),       # mode "align": current + last cached state
-    ("0.33.0", True, "mamba2", False, 3),    # 0.33: + the prefill checkpoint (Mamba2)
-    ("0.33.0", True, "gdn", False, 2),       # GDN on Triton/FLA exports no checkpoint
-    ("0.33.0", True, "gdn", True, 3),        # GDN on FlashInfer (Hopper) does
+@pytest.mark.parametrize(("version", "caching", "kind", "hopper", "mode", "blocks"), [
+    ("0.13.0", False, "mamba2", False, "none", 1),   # one state per request
+    ("0.24.0", True, "gdn", False, "align", 2),      # current + last cached state
+    ("0.33.0", True, "mamba2", False, "align", 3),   # 0.33: + the prefill checkpoint
+    ("0.33.0", True, "gdn", False, "align", 2),      # GDN on Triton/FLA exports none
+    ("0.33.0", True, "gdn", True, "align", 3),       # GDN on FlashInfer (Hopper) does
+    ("0.25.0", True, "mamba2", False, "all", 0),     # Mamba2 before 0.33: a state per block
 ])
-def test_each_recurrent_group_takes_a_fixed_number_of_blocks(version: str, caching: bool,
-                                                             kind: str, hopper: bool,
-                                                             blocks: int) -> None:
+def test_each_recurrent_group_takes_the_blocks_its_cache_mode_needs(
+        version: str, caching: bool, kind: str, hopper: bool, mode: str, blocks: int) -> None:
     state = RecurrentState(kind=kind, heads=32, head_dim=128, groups=16, state=128,
                            conv_kernel=4, conv_bytes=2, ssm_bytes=4)
     hb = hybrid_blocks(state, tp=1, token_bytes=1024, block_size=16, version=version,
                        prefix_caching=caching, hopper=hopper)
-    assert hb.state_blocks == blocks
-    assert hb.mode == ("align" if caching else "none")
+    assert (hb.mode, hb.state_blocks) == (mode, blocks)
+
+
+def test_mamba2_all_mode_rounds_blocks_to_its_chunk_and_grows_with_the_request() -> None:
+    # 0.13 / 0.25 with prefix caching: the block is a multiple of the 256-token SSD chunk
+    # (2,024,448 B of state / 2,048 B per token = 989 tokens -> 1024), and each Mamba group
+    # holds one state per block of the request, as an attention group does.
+    info = _info("nemotron-3-nano-4b")
+    hb = hybrid_blocks(_state(info), tp=1, token_bytes=2048, block_size=16, version="0.25.0",
+                       prefix_caching=True)
+    assert hb.mode == "all" and hb.block_size == 1024
+    layout = kv_layout(info, tp=1, pp=1, dtype_bytes=1, block_size=hb.block_size,
+                       state_blocks=hb.state_blocks)
+    assert layout.blocks_per_request(8192, in_flight=0) == 7 * 8  # 1 + 6 groups x 8 blocks
 
 
 def test_flashinfer_gdn_checkpoints_align_blocks_to_64_tokens_in_0_33() -> None:
@@ -143,35 +155,30 @@ def test_flashinfer_gdn_checkpoints_align_blocks_to_64_tokens_in_0_33() -> None:
     assert hb.block_size % 64 == 0
 
 
-def test_prefix_caching_is_on_by_default_for_hybrids_in_0_33_but_not_0_19() -> None:
-    assert prefix_caching_default("0.33.0") and not prefix_caching_default("0.19.0")
+def test_prefix_caching_is_on_by_default_for_hybrids_in_0_33_but_not_0_25() -> None:
+    assert prefix_caching_default("0.33.0") and prefix_caching_default("0.28.0")
+    assert not prefix_caching_default("0.25.0") and not prefix_caching_default("0.19.0")
 
 
-def test_versions_without_hybrid_prefix_caching_turn_the_flag_off() -> None:
-    # 0.13 logs: "Hybrid or mamba-based model detected without support for prefix caching:
-    # disabling" although --enable-prefix-caching was given; one state block per group.
-    state = _state(_info("nemotron-3-nano-4b"))
-    hb = hybrid_blocks(state, tp=1, token_bytes=2048, block_size=16, version="0.13.0",
+def test_versions_without_gdn_prefix_caching_turn_the_flag_off() -> None:
+    # 0.13 caches prefixes only for models with SupportsMambaPrefixCaching (Mamba2); for a
+    # gated delta net it logs "Hybrid or mamba-based model detected without support for
+    # prefix caching: disabling": one state block per group.
+    state = _state(_info("qwen3.6-35b-a3b"))
+    hb = hybrid_blocks(state, tp=1, token_bytes=1024, block_size=16, version="0.13.0",
                        prefix_caching=True)
     assert hb.mode == "none" and hb.state_blocks == 1
-    assert "turns it off" in hb.steps[-1]
+    assert "turns prefix caching off" in hb.steps[-1]
 
 
-def test_a_recurrent_groups_blocks_do_not_grow_with_the_request_length() -> None:
-    info = _info("nemotron-3-nano-4b")
-    layout = kv_layout(info, tp=1, pp=1, dtype_bytes=1, block_size=992, state_blocks=1)
-    short, long = (layout.blocks_per_request(n, in_flight=0) for n in (992, 992 * 100))
-    assert long - short == 99  # only the one attention group grows
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], None), (["--enable-prefix-caching"], True), (["--no-enable-prefix-caching"], False)])
+def test_the_prefix_caching_flag_is_read_in_both_spellings(argv: list[str],
+                                                            expected: bool | None) -> None:
+    from hpclaunch.planning.settings import settings_from_flags
 
-
-def test_mlp_blocks_take_no_page_and_recurrent_layers_are_grouped_like_attention() -> None:
-    # 4 attention + 21 Mamba layers: groups of 4, the Mamba ones padded to 24 (vLLM logs
-    # "Add 3 padding layers"); the 17 MLP blocks are not in any group.
-    info = _info("nemotron-3-nano-4b")
-    layout = kv_layout(info, tp=1, pp=1, dtype_bytes=1, block_size=992, state_blocks=1)
-    assert len(layout.groups) == 7 and layout.padded_layers == 3
-    assert sum(len(g.layers) for g in layout.groups) == 25
-    assert layout.model_block_bytes() == 4 * 992 * 2048
+    for version in ("0.33.0", "0.13.0"):  # a bundled flag snapshot and the lenient reader
+        assert settings_from_flags(argv, version).enable_prefix_caching is expected
 
 
 # ----------------------------------------------------------------- the plan
@@ -194,13 +201,3 @@ def test_recurrent_layers_of_an_unmodelled_family_are_refused_with_a_reason() ->
     layout, why, _ = layout_for(jamba_like, tp=1, pp=1, kv_cache_dtype="auto", block_size=16)
     assert layout is None
     assert "'jamba' is not modelled" in why and "\n" not in why
-
-
-@pytest.mark.parametrize(("argv", "expected"), [
-    ([], None), (["--enable-prefix-caching"], True), (["--no-enable-prefix-caching"], False)])
-def test_the_prefix_caching_flag_is_read_in_both_spellings(argv: list[str],
-                                                            expected: bool | None) -> None:
-    from hpclaunch.planning.settings import settings_from_flags
-
-    for version in ("0.33.0", "0.13.0"):  # a bundled flag snapshot and the lenient reader
-        assert settings_from_flags(argv, version).enable_prefix_caching is expected
