@@ -181,6 +181,23 @@ def test_the_prefix_caching_flag_is_read_in_both_spellings(argv: list[str],
         assert settings_from_flags(argv, version).enable_prefix_caching is expected
 
 
+def test_a_recurrent_groups_blocks_do_not_grow_with_the_request_length() -> None:
+    info = _info("nemotron-3-nano-4b")
+    layout = kv_layout(info, tp=1, pp=1, dtype_bytes=1, block_size=992, state_blocks=1)
+    short, long = (layout.blocks_per_request(n, in_flight=0) for n in (992, 992 * 100))
+    assert long - short == 99  # only the one attention group grows
+
+
+def test_mlp_blocks_take_no_page_and_recurrent_layers_are_grouped_like_attention() -> None:
+    # 4 attention + 21 Mamba layers: groups of 4, the Mamba ones padded to 24 (vLLM logs
+    # "Add 3 padding layers"); the 17 MLP blocks are not in any group.
+    info = _info("nemotron-3-nano-4b")
+    layout = kv_layout(info, tp=1, pp=1, dtype_bytes=1, block_size=992, state_blocks=1)
+    assert len(layout.groups) == 7 and layout.padded_layers == 3
+    assert sum(len(g.layers) for g in layout.groups) == 25
+    assert layout.model_block_bytes() == 4 * 992 * 2048
+
+
 # ----------------------------------------------------------------- the plan
 
 
