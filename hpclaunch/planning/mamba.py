@@ -22,8 +22,9 @@ recurrent group depends on the mamba cache mode, which prefix caching selects:
 - ``all`` (Mamba2 models up to ~0.29): one state per block of the request, like attention,
   with blocks rounded to a multiple of the Mamba2 chunk size.
 
-Version boundaries come from the sources of 0.10.0, 0.13.0, 0.20.0, 0.25.0 and 0.33.0 and
-from logs of 0.19, 0.24 and 0.28; a version in between follows the nearer checked one.
+Version boundaries come from the sources of 0.10.0, 0.13.0, 0.20.0, 0.25.0 and 0.33.0 (and
+real logs of 0.13 and 0.24, tests/data/planner/cases.json); a version in between follows the
+nearer checked one.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ def _version(version: str) -> tuple[int, int]:
 def prefix_caching_default(version: str) -> bool:
     """Whether vLLM turns prefix caching on for a hybrid model when no flag says.
 
-    0.33's ``is_prefix_caching_supported`` says yes for generative hybrid models, and a 0.28
-    log shows "Mamba cache mode is set to 'align' ... by default"; 0.25's says "Hybrid
-    models do not support prefix caching since the feature is still experimental".
+    0.33's ``is_prefix_caching_supported`` says yes for generative hybrid models; 0.13's,
+    0.20's and 0.25's say "Hybrid models do not support prefix caching since the feature is
+    still experimental".
     """
     return _version(version) >= (0, 27)
 
