@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hpclaunch.errors import UserError
 from hpclaunch.planning import kv
 from hpclaunch.planning.kvplan import kv_numbers, layout_for
+from hpclaunch.planning.mamba import max_num_seqs_problem
 from hpclaunch.planning.modelinfo import ModelInfo
 from hpclaunch.planning.report import CapacityReport
 from hpclaunch.planning.settings import ServeSettings, settings_from_flags
@@ -209,6 +210,10 @@ def capacity(
             nums = kv_numbers(layout, kv_bytes=kv_bytes, max_model_len=mml,
                               max_num_batched_tokens=mnbt, pp=pp, version=version)
         assumptions.extend(nums.assumptions)
+        if "linear" in layout.kinds:
+            notes.append(max_num_seqs_problem(version, max_num_seqs=max_num_seqs,
+                                              num_blocks=nums.num_blocks,
+                                              enforce_eager=s.enforce_eager))
         base.update(kv_tokens=nums.kv_tokens, max_concurrency=nums.max_concurrency,
                     fits=nums.fits, max_model_len_that_fits=nums.max_model_len_that_fits,
                     kv_needed_bytes=nums.needed_bytes)

@@ -26,6 +26,7 @@ class KVNumbers:
     needed_bytes: int
     fits: bool
     max_model_len_that_fits: int
+    num_blocks: int = 0
     assumptions: list[str] = field(default_factory=list)
 
 
@@ -127,4 +128,5 @@ def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
         + f"; longest --max-model-len that passes: {best:,} (vLLM's binary search)",
     ]
     return KVNumbers(kv_tokens=tokens, max_concurrency=concurrency, needed_bytes=needed,
-                     fits=fits, max_model_len_that_fits=best, assumptions=steps)
+                     fits=fits, max_model_len_that_fits=best, num_blocks=num_blocks,
+                     assumptions=steps)

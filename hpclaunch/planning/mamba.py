@@ -34,7 +34,7 @@ from math import lcm
 
 from hpclaunch.planning.modelinfo import RecurrentState
 
-__all__ = ["HybridBlocks", "hybrid_blocks", "prefix_caching_default"]
+__all__ = ["HybridBlocks", "hybrid_blocks", "max_num_seqs_problem", "prefix_caching_default"]
 
 _KERNEL_ALIGNMENT = 16  # smallest kernel block of FlashAttention / FlashInfer on CUDA
 _GDN_FLASHINFER_ALIGNMENT = 64  # FLASHINFER_GDN_CHECKPOINT_ALIGNMENT (0.33)
@@ -132,3 +132,19 @@ def hybrid_blocks(state: RecurrentState, *, tp: int, token_bytes: int, block_siz
     ]
     return HybridBlocks(block_size=new_block, state_page=state_page, page=page,
                         state_blocks=blocks, mode=mode, steps=tuple(steps))
+
+
+def max_num_seqs_problem(version: str, *, max_num_seqs: int, num_blocks: int,
+                         enforce_eager: bool) -> str:
+    """Why vLLM would refuse to start with ``max_num_seqs`` on this hybrid pool, or "".
+
+    With FULL decode CUDA graphs (the default; not with ``--enforce-eager``) every decoding
+    sequence needs one Mamba block, so ``CompilationConfig`` raises "max_num_seqs (N)
+    exceeds available Mamba cache blocks (M)" (0.20, 0.25 and 0.33 sources; not in 0.13).
+    """
+    if enforce_eager or _version(version) < (0, 17) or max_num_seqs <= num_blocks:
+        return ""
+    return (f"vLLM {version} will refuse to start: max_num_seqs ({max_num_seqs}) exceeds the "
+            f"{num_blocks:,} blocks of the pool, and with FULL CUDA graphs every decoding "
+            f"sequence of a hybrid model needs one Mamba block; set --max-num-seqs "
+            f"{num_blocks} or less, or raise gpu-memory-utilization")

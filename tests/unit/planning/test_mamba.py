@@ -218,3 +218,21 @@ def test_recurrent_layers_of_an_unmodelled_family_are_refused_with_a_reason() ->
     layout, why, _ = layout_for(jamba_like, tp=1, pp=1, kv_cache_dtype="auto", block_size=16)
     assert layout is None
     assert "'jamba' is not modelled" in why and "\n" not in why
+
+
+def test_more_sequences_than_blocks_is_flagged_as_a_start_up_failure() -> None:
+    # 0.20+ raises "max_num_seqs (N) exceeds available Mamba cache blocks (M)" with FULL
+    # CUDA graphs. 6.01 GiB of Qwen3.6-35B-A3B (fp8 KV) on an H100 is 298 blocks of 2112
+    # tokens (FlashInfer GDN prefill: 64-token alignment); the big-GPU default is 1024.
+    info = _info("qwen3.6-35b-a3b")
+    from hpclaunch.planning.settings import ServeSettings
+
+    many = capacity(info, model_id="q", kv_cache_bytes=6.01 * kv.GiB, version="0.33.0",
+                    gpu=kv.gpu_named("H100-80GB"),
+                    settings=ServeSettings(max_model_len=8192, kv_cache_dtype="fp8"))
+    assert any("max_num_seqs (1024) exceeds the 298 blocks" in n for n in many.notes)
+    eager = capacity(info, model_id="q", kv_cache_bytes=6.01 * kv.GiB, version="0.33.0",
+                     gpu=kv.gpu_named("H100-80GB"),
+                     settings=ServeSettings(max_model_len=8192, kv_cache_dtype="fp8",
+                                            enforce_eager=True, max_num_seqs=1024))
+    assert not any("exceeds" in n for n in eager.notes)
