@@ -236,3 +236,21 @@ def test_more_sequences_than_blocks_is_flagged_as_a_start_up_failure() -> None:
                      settings=ServeSettings(max_model_len=8192, kv_cache_dtype="fp8",
                                             enforce_eager=True, max_num_seqs=1024))
     assert not any("exceeds" in n for n in eager.notes)
+
+
+def test_a_catalogue_entry_can_carry_a_hybrids_state_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bundled catalogue is JSON: a "recurrent" object becomes the same record the
+    # config reader builds, so a catalogued hybrid is sized like one read from config.json.
+    from hpclaunch.planning import catalog
+
+    state = _state(_info("nemotron-3-nano-4b"))
+    entry = {"model_id": "x/hybrid", "family": "nemotron_h", "params_b": 4.0,
+             "torch_dtype": "bfloat16", "num_layers": 2, "num_attention_heads": 1,
+             "num_kv_heads": 1, "head_dim": 128, "max_position_embeddings": 4096,
+             "layer_types": ["linear", "full"], "recurrent": state.__dict__}
+    monkeypatch.setattr(catalog, "_data_text", lambda _name: json.dumps({"models": [entry]}))
+    catalog._catalog.cache_clear()
+    try:
+        assert catalog.model_info("x/hybrid").recurrent == state
+    finally:
+        catalog._catalog.cache_clear()
