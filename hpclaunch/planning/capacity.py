@@ -150,7 +150,8 @@ def capacity(
     hopper = gpu is not None and gpu.name.startswith(("H100", "H200"))  # SM90
     layout, why, steps = layout_for(info, tp=tp, pp=pp, kv_cache_dtype=s.kv_cache_dtype,
                                     block_size=s.block_size, version=version,
-                                    prefix_caching=s.enable_prefix_caching, hopper=hopper)
+                                    prefix_caching=s.enable_prefix_caching, hopper=hopper,
+                                    mamba_dtypes=(s.mamba_cache_dtype, s.mamba_ssm_cache_dtype))
     if layout is None:
         notes.append(why)
     else:

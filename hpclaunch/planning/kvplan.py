@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from hpclaunch.planning import kv
 from hpclaunch.planning.kvspec import KVLayout, kv_layout, rules_for, token_bytes
-from hpclaunch.planning.mamba import hybrid_blocks
+from hpclaunch.planning.mamba import hybrid_blocks, with_state_dtypes
 from hpclaunch.planning.modelinfo import ModelInfo
 
 __all__ = ["KVNumbers", "kv_numbers", "layout_for"]
@@ -32,12 +32,15 @@ class KVNumbers:
 
 def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
                block_size: int, version: str = "0.33.0", prefix_caching: bool | None = None,
-               hopper: bool = False) -> tuple[KVLayout | None, str, list[str]]:
+               hopper: bool = False,
+               mamba_dtypes: tuple[str, str] = ("auto", "auto")
+               ) -> tuple[KVLayout | None, str, list[str]]:
     """The model's KV layout, or ``(None, why)`` when it cannot be modelled.
 
     Recurrent layers are modelled when the config gave their state shape
     (:attr:`ModelInfo.recurrent`); ``prefix_caching`` (``None``: the version's default) and
-    ``hopper`` (an SM90 GPU) decide how many blocks a request holds in their groups.
+    ``hopper`` (an SM90 GPU) decide how many blocks a request holds in their groups;
+    ``mamba_dtypes`` are ``--mamba-cache-dtype`` and ``--mamba-ssm-cache-dtype``.
     """
     if info.sliding_window_or_hybrid and not info.layer_types and not info.sliding_window:
         return None, (f"{info.model_id} mixes attention with layers whose kind the config does "
@@ -54,7 +57,9 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
         dtype_bytes = kv.kv_dtype_bytes(info, kv_cache_dtype)
         if info.recurrent is not None and "linear" in info.kinds:
             per_token = token_bytes(info, tp, dtype_bytes)
-            hb = hybrid_blocks(info.recurrent, tp=tp, token_bytes=per_token,
+            state, note = with_state_dtypes(info.recurrent, *mamba_dtypes)
+            steps.extend([note] if note else [])
+            hb = hybrid_blocks(state, tp=tp, token_bytes=per_token,
                                block_size=block_size, version=version,
                                prefix_caching=prefix_caching, hopper=hopper)
             block_size, state_blocks = hb.block_size, hb.state_blocks

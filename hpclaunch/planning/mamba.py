@@ -29,12 +29,13 @@ nearer checked one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import lcm
 
 from hpclaunch.planning.modelinfo import RecurrentState
 
-__all__ = ["HybridBlocks", "hybrid_blocks", "max_num_seqs_problem", "prefix_caching_default"]
+__all__ = ["HybridBlocks", "hybrid_blocks", "max_num_seqs_problem", "prefix_caching_default",
+           "with_state_dtypes"]
 
 _KERNEL_ALIGNMENT = 16  # smallest kernel block of FlashAttention / FlashInfer on CUDA
 _GDN_FLASHINFER_ALIGNMENT = 64  # FLASHINFER_GDN_CHECKPOINT_ALIGNMENT (0.33)
@@ -57,6 +58,28 @@ def prefix_caching_default(version: str) -> bool:
     still experimental".
     """
     return _version(version) >= (0, 27)
+
+
+_STATE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def with_state_dtypes(state: RecurrentState, mamba_cache_dtype: str,
+                      mamba_ssm_cache_dtype: str) -> tuple[RecurrentState, str]:
+    """``state`` under ``--mamba-cache-dtype`` / ``--mamba-ssm-cache-dtype``, and a step.
+
+    vLLM's ``MambaStateDtypeCalculator``: the conv state takes ``mamba_cache_dtype`` ("auto":
+    the model dtype); the SSM state takes ``mamba_ssm_cache_dtype``, and under "auto" the
+    conv state's dtype, or the model's own hook (Qwen3.5's ``mamba_ssm_dtype``, Nemotron-H's
+    ``mamba_ssm_cache_dtype``, already in ``state``) when neither flag is given.
+    """
+    conv = _STATE_BYTES.get(mamba_cache_dtype, state.conv_bytes)
+    ssm = _STATE_BYTES.get(mamba_ssm_cache_dtype,
+                           conv if mamba_cache_dtype in _STATE_BYTES else state.ssm_bytes)
+    if (conv, ssm) == (state.conv_bytes, state.ssm_bytes):
+        return state, ""
+    return (replace(state, conv_bytes=conv, ssm_bytes=ssm),
+            f"--mamba-cache-dtype {mamba_cache_dtype} / --mamba-ssm-cache-dtype "
+            f"{mamba_ssm_cache_dtype}: conv state {conv} B, SSM state {ssm} B per element")
 
 
 def _mode(state: RecurrentState, version: str, caching: bool) -> tuple[str, str]:

@@ -36,6 +36,8 @@ class ServeSettings:
     reasoning_parser: str | None = None
     kv_offloading_size: float | None = None
     enable_prefix_caching: bool | None = None
+    mamba_cache_dtype: str = "auto"
+    mamba_ssm_cache_dtype: str = "auto"
 
 
 def _to_int(value: Any) -> int | None:
@@ -90,6 +92,8 @@ def settings_from_flags(argv: list[str] | tuple[str, ...], version: str) -> Serv
                           if args.get("reasoning_parser") not in (None, "") else None),
         kv_offloading_size=_to_float(args.get("kv_offloading_size")),
         enable_prefix_caching=_prefix_caching(args),
+        mamba_cache_dtype=str(args.get("mamba_cache_dtype") or "auto"),
+        mamba_ssm_cache_dtype=str(args.get("mamba_ssm_cache_dtype") or "auto"),
     )
 
 

@@ -254,3 +254,16 @@ def test_a_catalogue_entry_can_carry_a_hybrids_state_shape(monkeypatch: pytest.M
         assert catalog.model_info("x/hybrid").recurrent == state
     finally:
         catalog._catalog.cache_clear()
+
+
+def test_the_mamba_dtype_flags_resize_the_state_as_vllms_dtype_calculator_does() -> None:
+    from hpclaunch.planning.mamba import with_state_dtypes
+
+    state = _state(_info("qwen3.6-35b-a3b"))  # conv bf16, SSM float32 from the config
+    assert with_state_dtypes(state, "auto", "auto") == (state, "")
+    halved, step = with_state_dtypes(state, "auto", "bfloat16")
+    assert (halved.conv_bytes, halved.ssm_bytes) == (2, 2) and "--mamba-ssm-cache-dtype" in step
+    # --mamba-cache-dtype alone sets both: the SSM state follows it under "auto"
+    everything, _ = with_state_dtypes(state, "float32", "auto")
+    assert (everything.conv_bytes, everything.ssm_bytes) == (4, 4)
+    assert halved.page_bytes(1) < state.page_bytes(1) < everything.page_bytes(1)

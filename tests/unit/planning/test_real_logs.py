@@ -46,7 +46,8 @@ def replay(case_id: str, *, version: str | None = None) -> tuple[CapacityReport,
     settings = ServeSettings(max_model_len=case["max_model_len"],
                              max_num_batched_tokens=case.get("max_num_batched_tokens"),
                              kv_cache_dtype=case.get("kv_cache_dtype", "auto"),
-                             enable_prefix_caching=case.get("enable_prefix_caching"))
+                             enable_prefix_caching=case.get("enable_prefix_caching"),
+                             mamba_ssm_cache_dtype=case.get("mamba_ssm_cache_dtype", "auto"))
     report = capacity(info(case["config"]), model_id=case["config"], tp=case["tp"],
                       pp=case["pp"], settings=settings,
                       kv_cache_bytes=expect.get("available_kv_gib", 0) * GiB,
@@ -69,7 +70,8 @@ def test_every_case_names_its_source_and_a_stored_config() -> None:
                                      "mxfp4-hybrid-gpt-oss-120b-tp2",
                                      "hybrid-gdn-qwen3.6-35b-a3b",
                                      "hybrid-gdn-qwen3.6-35b-a3b-second-run",
-                                     "hybrid-mamba2-nemotron-3-nano-4b"])
+                                     "hybrid-mamba2-nemotron-3-nano-4b",
+                                     "hybrid-mamba2-nemotron-cascade-2-30b-a3b"])
 def test_tokens_and_concurrency_match_the_printed_lines(case_id: str) -> None:
     report, expect = replay(case_id)
     assert report.kv_tokens is not None and report.max_concurrency is not None
@@ -100,11 +102,14 @@ def test_sliding_window_layers_cost_only_their_window() -> None:
                for a in report.assumptions)
 
 
-def test_a_mamba2_hybrid_gets_vllms_block_size_padding_and_padding_layers() -> None:
+@pytest.mark.parametrize("case_id", ["hybrid-mamba2-nemotron-3-nano-4b",
+                                     "hybrid-mamba2-nemotron-cascade-2-30b-a3b"])
+def test_a_mamba2_hybrid_gets_vllms_block_size_padding_and_padding_layers(case_id: str) -> None:
     # Nemotron-3-Nano-4B on vLLM 0.13: "Setting attention block size to 992 tokens",
     # "Padding mamba page size by 0.35%", "Add 3 padding layers"; 4 attention and 21 Mamba
     # layers in 7 groups of 4, one block per Mamba group, tokens = blocks // 7 x 992.
-    report, expect = replay("hybrid-mamba2-nemotron-3-nano-4b")
+    # Nemotron-Cascade-2-30B-A3B on 0.19.1: 4176 tokens, 0.19 %, 1 padding layer (6 + 23).
+    report, expect = replay(case_id)
     assert report.block_size == expect["attention_block_size"]
     text = "\n".join(report.assumptions)
     assert f"padded by {expect['mamba_padding_pct']:.2f} %" in text
