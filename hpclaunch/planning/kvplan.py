@@ -48,9 +48,9 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
     if "linear" in info.kinds and info.recurrent is None:
         # vLLM pads the state pages to the attention page and draws them from the same
         # pool; without the state shape no number is better than a wrong one.
-        return None, (f"{info.model_id} has recurrent layers whose state shape for "
-                      f"'{info.family}' is not modelled (only gated delta nets: Qwen3-Next, "
-                      "Qwen3.5; and Nemotron-H's Mamba2 are); its KV cache is not sized"), []
+        return None, (f"{info.model_id} has recurrent layers, and the state of "
+                      f"'{info.family}' is not modelled (gated delta nets of Qwen3-Next / "
+                      "Qwen3.5 and Nemotron-H's Mamba2 are): its KV cache is not sized"), []
     steps: list[str] = []
     state_blocks = None
     try:

@@ -337,10 +337,12 @@ def layer_kinds(model_type: str, text: dict[str, Any],
         window = None
     window = int(window) if isinstance(window, (int, float)) and window > 0 else None
     listed = text.get("layer_types")
-    pattern = text.get("hybrid_override_pattern")
-    if model_type == "nemotron_h" and isinstance(pattern, str) and len(pattern) == layers:
-        # Nemotron-H: M = Mamba2, * = attention, - = MLP and E = MoE (no cache)
-        return tuple({"M": "linear", "*": "full"}.get(c, "none") for c in pattern), None
+    pattern = text.get("hybrid_override_pattern") or text.get("layers_block_type")
+    if model_type == "nemotron_h" and pattern and len(pattern) == layers:
+        # Nemotron-H: M / "mamba" = Mamba2, * / "attention" = attention; MLP and MoE blocks
+        # (-, E, "mlp", "moe") keep no cache
+        kind = {"M": "linear", "mamba": "linear", "*": "full", "attention": "full"}
+        return tuple(kind.get(str(c), "none") for c in pattern), None
     interval = text.get("full_attention_interval")
     if (model_type in _GDN_MODEL_TYPES and not isinstance(listed, list)
             and isinstance(interval, int) and interval > 0):

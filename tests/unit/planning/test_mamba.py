@@ -64,6 +64,14 @@ def test_nemotron_h_reads_its_layer_kinds_from_the_override_pattern() -> None:
     assert [i for i, k in enumerate(info.kinds) if k == "full"] == [12, 17, 24, 32]
 
 
+def test_nemotron_h_also_reads_a_layers_block_type_list() -> None:
+    cfg = json.loads((CONFIGS / "nemotron-3-nano-4b.json").read_text())
+    names = {"M": "mamba", "*": "attention", "-": "mlp"}
+    listed = [names[c] for c in cfg.pop("hybrid_override_pattern")]
+    info = info_from_config({**cfg, "layers_block_type": listed}, "x/nemotron-h")
+    assert info.kinds == _info("nemotron-3-nano-4b").kinds
+
+
 def test_a_qwen3_next_config_without_layer_types_uses_full_attention_interval() -> None:
     cfg = json.loads((CONFIGS / "qwen3.6-35b-a3b.json").read_text())
     text = {**cfg["text_config"], "model_type": "qwen3_next"}
