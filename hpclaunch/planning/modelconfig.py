@@ -337,12 +337,12 @@ def layer_kinds(model_type: str, text: dict[str, Any],
         window = None
     window = int(window) if isinstance(window, (int, float)) and window > 0 else None
     listed = text.get("layer_types")
-    pattern = text.get("hybrid_override_pattern") or text.get("layers_block_type")
-    if model_type == "nemotron_h" and pattern and len(pattern) == layers:
+    blocks = text.get("hybrid_override_pattern") or text.get("layers_block_type")
+    if model_type == "nemotron_h" and blocks and len(blocks) == layers:
         # Nemotron-H: M / "mamba" = Mamba2, * / "attention" = attention; MLP and MoE blocks
         # (-, E, "mlp", "moe") keep no cache
         kind = {"M": "linear", "mamba": "linear", "*": "full", "attention": "full"}
-        return tuple(kind.get(str(c), "none") for c in pattern), None
+        return tuple(kind.get(str(c), "none") for c in blocks), None
     interval = text.get("full_attention_interval")
     if (model_type in _GDN_MODEL_TYPES and not isinstance(listed, list)
             and isinstance(interval, int) and interval > 0):
@@ -355,9 +355,9 @@ def layer_kinds(model_type: str, text: dict[str, Any],
         return kinds, window if "sliding" in kinds else None
     if window is None:
         return (), None
-    swp = text.get("sliding_window_pattern")
-    if model_type.startswith("gemma3") and isinstance(swp, int) and swp > 0:
-        return tuple("full" if (i + 1) % swp == 0 else "sliding"
+    pattern = text.get("sliding_window_pattern")
+    if model_type.startswith("gemma3") and isinstance(pattern, int) and pattern > 0:
+        return tuple("full" if (i + 1) % pattern == 0 else "sliding"
                      for i in range(layers)), window
     if model_type == "gemma2":
         return tuple("sliding" if i % 2 == 0 else "full" for i in range(layers)), window
