@@ -21,6 +21,7 @@ from hpclaunch.errors import UserError
 from hpclaunch.planning import kv
 from hpclaunch.planning.kvplan import kv_numbers, layout_for
 from hpclaunch.planning.kvspec import rules_for
+from hpclaunch.planning.mamba import max_num_seqs_problem
 from hpclaunch.planning.modelinfo import ModelInfo
 from hpclaunch.planning.report import CapacityReport
 from hpclaunch.planning.settings import ServeSettings, settings_from_flags
@@ -147,14 +148,18 @@ def capacity(
                            "counted as the checkpoint stores them")
     base.update(weights_bytes=weights, weights_per_gpu_bytes=weights_per_gpu)
 
+    hopper = gpu is not None and gpu.name.startswith(("H100", "H200"))  # SM90
     layout, why, steps = layout_for(info, tp=tp, pp=pp, kv_cache_dtype=s.kv_cache_dtype,
-                                    block_size=s.block_size, version=version)
+                                    block_size=s.block_size, version=version,
+                                    prefix_caching=s.enable_prefix_caching, hopper=hopper,
+                                    mamba_dtypes=(s.mamba_cache_dtype, s.mamba_ssm_cache_dtype))
     if layout is None:
         notes.append(why)
     else:
         assumptions.extend(steps)
+        base["block_size"] = layout.block_size
         base["kv_bytes_per_token"] = max(layout.stage_block_bytes(i)
-                                         for i in range(pp)) // s.block_size
+                                         for i in range(pp)) // layout.block_size
     if info.vision:
         assumptions.append("vision encoder: costs weights and activation memory, not KV cache; "
                            "KV per token is the text model's (the guide's 'VL models need 4x "
@@ -208,6 +213,10 @@ def capacity(
                               max_num_batched_tokens=mnbt, pp=pp, version=version,
                               hybrid_manager_off=s.hybrid_kv_cache_manager_off)
         assumptions.extend(nums.assumptions)
+        if "linear" in layout.kinds:
+            notes.append(max_num_seqs_problem(version, max_num_seqs=max_num_seqs,
+                                              num_blocks=nums.num_blocks,
+                                              enforce_eager=s.enforce_eager))
         base.update(kv_tokens=nums.kv_tokens, max_concurrency=nums.max_concurrency,
                     fits=nums.fits, max_model_len_that_fits=nums.max_model_len_that_fits,
                     kv_needed_bytes=nums.needed_bytes)

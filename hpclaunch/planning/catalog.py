@@ -24,7 +24,7 @@ from pathlib import Path
 
 from hpclaunch.errors import UserError
 from hpclaunch.planning.modelconfig import cached_snapshot, info_from_dir
-from hpclaunch.planning.modelinfo import ModelInfo
+from hpclaunch.planning.modelinfo import ModelInfo, RecurrentState
 from hpclaunch.validate import units
 
 __all__ = ["catalog_names", "model_info", "resolve_model_id"]
@@ -60,6 +60,8 @@ def _catalog() -> _Catalog:
         for key in ("layer_types", "padded_experts"):
             if key in fields:  # JSON has lists; the record is hashable and frozen
                 fields[key] = tuple(fields[key])
+        if isinstance(fields.get("recurrent"), dict):  # a hybrid's state shape
+            fields["recurrent"] = RecurrentState(**fields["recurrent"])
         info = ModelInfo(**fields)
         models.append(info)
         tail = info.model_id.rsplit("/", 1)[-1]

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hpclaunch.planning import kv
-from hpclaunch.planning.kvspec import KVLayout, kv_layout, rules_for
+from hpclaunch.planning.kvspec import KVLayout, kv_layout, rules_for, token_bytes
+from hpclaunch.planning.mamba import hybrid_blocks, with_state_dtypes
 from hpclaunch.planning.modelinfo import ModelInfo
 
 __all__ = ["KVNumbers", "kv_numbers", "layout_for"]
@@ -25,27 +26,48 @@ class KVNumbers:
     needed_bytes: int
     fits: bool
     max_model_len_that_fits: int
+    num_blocks: int = 0
     assumptions: list[str] = field(default_factory=list)
 
 
 def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
-               block_size: int, version: str = "0.33.0",
+               block_size: int, version: str = "0.33.0", prefix_caching: bool | None = None,
+               hopper: bool = False,
+               mamba_dtypes: tuple[str, str] = ("auto", "auto")
                ) -> tuple[KVLayout | None, str, list[str]]:
-    """The model's KV layout, or ``(None, why)`` when it cannot be modelled."""
+    """The model's KV layout, or ``(None, why)`` when it cannot be modelled.
+
+    Recurrent layers are modelled when the config gave their state shape
+    (:attr:`ModelInfo.recurrent`); ``prefix_caching`` (``None``: the version's default) and
+    ``hopper`` (an SM90 GPU) decide how many blocks a request holds in their groups;
+    ``mamba_dtypes`` are ``--mamba-cache-dtype`` and ``--mamba-ssm-cache-dtype``.
+    """
     if info.sliding_window_or_hybrid and not info.layer_types and not info.sliding_window:
         return None, (f"{info.model_id} mixes attention with layers whose kind the config does "
                       "not list (layer_types); its KV cache is not modelled"), []
-    if "linear" in info.kinds:
-        # vLLM pads Mamba / linear-attention state pages to the attention page and draws
-        # them from the same pool; that sizing is not modelled, so no number is better.
-        return None, (f"{info.model_id} has recurrent (Mamba / linear-attention) layers whose "
-                      "state shares vLLM's KV pool; its KV cache is not modelled"), []
+    if "linear" in info.kinds and info.recurrent is None:
+        # vLLM pads the state pages to the attention page and draws them from the same
+        # pool; without the state shape no number is better than a wrong one.
+        return None, (f"{info.model_id} has recurrent layers, and the state of "
+                      f"'{info.family}' is not modelled (gated delta nets of Qwen3-Next / "
+                      "Qwen3.5 and Nemotron-H's Mamba2 are): its KV cache is not sized"), []
+    steps: list[str] = []
+    state_blocks = None
     try:
         dtype_bytes = kv.kv_dtype_bytes(info, kv_cache_dtype)
-        layout = kv_layout(info, tp=tp, pp=pp, dtype_bytes=dtype_bytes, block_size=block_size)
+        if info.recurrent is not None and "linear" in info.kinds:
+            per_token = token_bytes(info, tp, dtype_bytes)
+            state, note = with_state_dtypes(info.recurrent, *mamba_dtypes)
+            steps.extend([note] if note else [])
+            hb = hybrid_blocks(state, tp=tp, token_bytes=per_token,
+                               block_size=block_size, version=version,
+                               prefix_caching=prefix_caching, hopper=hopper)
+            block_size, state_blocks = hb.block_size, hb.state_blocks
+            steps.extend(hb.steps)
+        layout = kv_layout(info, tp=tp, pp=pp, dtype_bytes=dtype_bytes, block_size=block_size,
+                           state_blocks=state_blocks)
     except ValueError as exc:
         return None, str(exc), []
-    steps = []
     if info.kv_lora_rank:
         steps.append(
             f"MLA: each layer caches one latent of kv_lora_rank {info.kv_lora_rank} + "
@@ -65,7 +87,9 @@ def layout_for(info: ModelInfo, *, tp: int, pp: int, kv_cache_dtype: str,
         + (f" ({layout.padded_layers} padding layers)" if layout.padded_layers else "")
         + (f"; sliding window {layout.window} tokens" if "sliding" in counts else "")
         + (f"; chunked local attention, chunks of {layout.chunk} tokens" if layout.chunk
-           else ""))
+           else "")
+        + ("; recurrent layers are grouped like attention layers, one padded page each"
+           if "linear" in counts else ""))
     if layout.chunk and not rules_for(version).chunked_local_hybrid:
         steps.append(f"vLLM {version} turns the hybrid KV manager off for chunked local "
                      "attention (VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to "
@@ -133,7 +157,9 @@ def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
         + (f"; sliding groups keep window-1 + {in_flight:,} in-flight tokens + 1 block"
            if "sliding" in layout.kinds else "")
         + (f"; chunked groups keep one chunk + {in_flight:,} in-flight tokens"
-           if layout.chunk else "") + ")",
+           if layout.chunk else "")
+        + (f"; each recurrent group takes {layout.state_blocks} block(s) whatever the length"
+           if "linear" in layout.kinds and layout.state_blocks else "") + ")",
         f"vLLM {version}: 'GPU KV cache size' = {how}; concurrency = blocks / blocks per request",
         f"start-up check: one request needs {needed / kv.GiB:.2f} GiB"
         + (" (every layer of the model against one stage's memory, as this version does)"
@@ -142,4 +168,5 @@ def kv_numbers(layout: KVLayout, *, kv_bytes: float, max_model_len: int,
         + f"; longest --max-model-len that passes: {best:,} (vLLM's binary search)",
     ]
     return KVNumbers(kv_tokens=tokens, max_concurrency=concurrency, needed_bytes=needed,
-                     fits=fits, max_model_len_that_fits=best, assumptions=steps)
+                     fits=fits, max_model_len_that_fits=best, num_blocks=num_blocks,
+                     assumptions=steps)

@@ -3,7 +3,8 @@
 vLLM (``vllm/v1/core/kv_cache_planning.py`` in 0.33) gives every attention layer a KV spec:
 full attention keeps every token, a sliding-window layer keeps its window plus what is in
 flight, multi-head latent attention (MLA) keeps one compressed vector per token, and
-recurrent layers (Mamba, linear attention) keep a fixed state with no paged KV. Layers are
+recurrent layers (Mamba, linear attention) keep a fixed state in a page padded to the
+attention page (:mod:`hpclaunch.planning.mamba`). Layers are
 put into groups of equal size (``full`` x n and ``sliding`` x m become groups of
 ``min(n, m)`` layers, padded), one block of the pool holds one page of every layer in the
 largest group, and a request at ``max_model_len`` takes, from the one shared pool, the sum
@@ -22,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from hpclaunch.planning.modelinfo import ModelInfo
 
-__all__ = ["KVLayout", "VersionRules", "kv_layout", "pp_partition", "rules_for"]
+__all__ = ["KVLayout", "VersionRules", "kv_layout", "pp_partition", "rules_for", "token_bytes"]
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -114,7 +115,7 @@ def pp_partition(num_layers: int, pp: int) -> list[int]:
 
 @dataclass(frozen=True)
 class _Group:
-    kind: str  # full | sliding | chunked | mla
+    kind: str  # full | sliding | chunked | mla | linear
     layers: tuple[int, ...]  # global layer indices in this group
 
 
@@ -131,6 +132,7 @@ class KVLayout:
     padded_layers: int
     recurrent_layers: int
     chunk: int | None = None
+    state_blocks: int = 1  # blocks a request holds per recurrent group; 0: one per block
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -149,13 +151,15 @@ class KVLayout:
         """The layout with every attention layer sized as full attention: what vLLM does
         when the hybrid KV cache manager is off (before 0.9, ``--disable-hybrid-kv-cache-
         manager``, KV connectors). A model whose layers are all of one kind is unchanged."""
-        if len({g.kind for g in self.groups}) < 2 or "mla" in self.kinds:
-            return self
+        if len({g.kind for g in self.groups}) < 2 or {"mla", "linear"} & set(self.kinds):
+            return self  # (recurrent state cannot become attention pages: vLLM keeps groups)
         layers = tuple(sorted(i for g in self.groups for i in g.layers))
         return replace(self, groups=(_Group("full", layers),), padded_layers=0)
 
     def group_blocks(self, kind: str, max_model_len: int, in_flight: int) -> int:
         """Pages one request at ``max_model_len`` needs in one group of ``kind``."""
+        if kind == "linear" and self.state_blocks:
+            return self.state_blocks
         if kind == "sliding" and self.window:
             tokens = min(self.window - 1 + in_flight, max_model_len)
             return _cdiv(tokens, self.block_size) + 1
@@ -210,9 +214,19 @@ def _page(info: ModelInfo, tp: int, dtype_bytes: int, block_size: int) -> int:
     return block_size * heads * 2 * info.head_dim * dtype_bytes
 
 
+def token_bytes(info: ModelInfo, tp: int, dtype_bytes: int) -> int:
+    """One attention layer's cache for one token on one GPU."""
+    return _page(info, tp, dtype_bytes, 1)
+
+
 def kv_layout(info: ModelInfo, *, tp: int, pp: int, dtype_bytes: int,
-              block_size: int) -> KVLayout:
+              block_size: int, state_blocks: int | None = None) -> KVLayout:
     """Group the model's layers as vLLM 0.33 does (``_get_kv_cache_groups_uniform_page_size``).
+
+    ``state_blocks`` (blocks per request in a recurrent group, from
+    :func:`hpclaunch.planning.mamba.hybrid_blocks`) makes the recurrent layers part of the
+    pool; ``block_size`` must then be the raised one, so their padded state fills one page.
+    Without it recurrent layers are left out, and ``none`` layers (MLP blocks) never count.
 
     Raises
     ------
@@ -222,9 +236,10 @@ def kv_layout(info: ModelInfo, *, tp: int, pp: int, dtype_bytes: int,
     kinds = ["mla" if (k == "full" and info.kv_lora_rank) else k for k in info.kinds]
     buckets: dict[str, list[int]] = {}
     for i, kind in enumerate(kinds):
-        if kind != "linear":
-            buckets.setdefault(kind, []).append(i)
-    if not buckets:
+        if kind == "none" or (kind == "linear" and state_blocks is None):
+            continue
+        buckets.setdefault(kind, []).append(i)
+    if not [k for k in buckets if k != "linear"]:
         raise ValueError(f"{info.model_id} has no attention layer with a KV cache")
     sizes = [len(v) for v in buckets.values()]
     group_size = min(sizes)
@@ -245,4 +260,5 @@ def kv_layout(info: ModelInfo, *, tp: int, pp: int, dtype_bytes: int,
     return KVLayout(groups=tuple(groups), page_bytes=_page(info, tp, dtype_bytes, block_size),
                     block_size=block_size, window=info.sliding_window, stages=stages,
                     padded_layers=padded, recurrent_layers=kinds.count("linear"),
-                    chunk=info.attention_chunk_size if "chunked" in kinds else None)
+                    chunk=info.attention_chunk_size if "chunked" in kinds else None,
+                    state_blocks=1 if state_blocks is None else state_blocks)

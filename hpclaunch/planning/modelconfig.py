@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hpclaunch.planning.modelinfo import ModelInfo
+from hpclaunch.planning.modelinfo import ModelInfo, RecurrentState
 from hpclaunch.planning.weights import (
     quant_format,
     ties_embeddings,
@@ -252,6 +252,7 @@ def info_from_config(cfg: dict[str, Any], model_id: str,
                   moe_inter)
     mla = text.get("kv_lora_rank")
     return replace(info, params_b=round(params_b, 3), reasoning=reasoning,
+                   recurrent=recurrent_state(model_type, text, dtype),
                    reasoning_parser=_PARSERS.get(family) if reasoning else None,
                    layer_types=kinds, sliding_window=window,
                    attention_chunk_size=(int(text["attention_chunk_size"])
@@ -280,6 +281,44 @@ def _known_weights(text: dict[str, Any], cfg: dict[str, Any],
         return (on_disk, "size of the weight files") if on_disk else (None, "")
 
 
+_GDN_MODEL_TYPES = frozenset({"qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe",
+                               "qwen3_5_moe_text"})
+_DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
+
+
+def recurrent_state(model_type: str, text: dict[str, Any], dtype: str) -> RecurrentState | None:
+    """The recurrent layers' state shape as vLLM 0.33's model files read it, or ``None``.
+
+    Gated delta nets (``qwen3_next``, ``qwen3_5*``: ``get_mamba_state_shape_from_config``
+    reads ``linear_num_key_heads`` / ``linear_num_value_heads`` / ``linear_*_head_dim`` /
+    ``linear_conv_kernel_dim``) and Nemotron-H's Mamba2 (``mamba_num_heads``,
+    ``mamba_head_dim``, ``n_groups``, ``ssm_state_size``, ``conv_kernel``). The conv state
+    is in the model dtype; the SSM state follows the config's ``mamba_ssm_dtype`` (Qwen3.5)
+    or ``mamba_ssm_cache_dtype`` (Nemotron-H, float32 when absent), else the model dtype.
+    Other recurrent families (Jamba, Granite-4.0-H, Falcon-H1, MiniMax...) give ``None``.
+    """
+    conv = _DTYPE_BYTES.get(dtype, 2)
+    try:
+        if model_type in _GDN_MODEL_TYPES:
+            ssm = _DTYPE_BYTES.get(str(text.get("mamba_ssm_dtype") or dtype), conv)
+            return RecurrentState(
+                kind="gdn", heads=int(text["linear_num_value_heads"]),
+                head_dim=int(text["linear_value_head_dim"]),
+                groups=int(text["linear_num_key_heads"]), state=int(text["linear_key_head_dim"]),
+                conv_kernel=int(text["linear_conv_kernel_dim"]), conv_bytes=conv, ssm_bytes=ssm)
+        if model_type == "nemotron_h":
+            ssm = _DTYPE_BYTES.get(str(text.get("mamba_ssm_cache_dtype") or "float32"), 4)
+            return RecurrentState(
+                kind="mamba2", heads=int(text["mamba_num_heads"]),
+                head_dim=int(text["mamba_head_dim"]), groups=int(text["n_groups"]),
+                state=int(text["ssm_state_size"]), conv_kernel=int(text["conv_kernel"]),
+                conv_bytes=conv, ssm_bytes=ssm,
+                chunk_size=int(_first(text, "chunk_size", "mamba_chunk_size") or 0))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
 def _kind(name: str) -> str:
     name = name.lower()
     if "sliding" in name or "local" in name:
@@ -303,6 +342,17 @@ def layer_kinds(model_type: str, text: dict[str, Any],
         window = None
     window = int(window) if isinstance(window, (int, float)) and window > 0 else None
     listed = text.get("layer_types")
+    blocks = text.get("hybrid_override_pattern") or text.get("layers_block_type")
+    if model_type == "nemotron_h" and blocks and len(blocks) == layers:
+        # Nemotron-H: M / "mamba" = Mamba2, * / "attention" = attention; MLP and MoE blocks
+        # (-, E, "mlp", "moe") keep no cache
+        kind = {"M": "linear", "mamba": "linear", "*": "full", "attention": "full"}
+        return tuple(kind.get(str(c), "none") for c in blocks), None
+    interval = text.get("full_attention_interval")
+    if (model_type in _GDN_MODEL_TYPES and not isinstance(listed, list)
+            and isinstance(interval, int) and interval > 0):
+        return tuple("full" if (i + 1) % interval == 0 else "linear"
+                     for i in range(layers)), None
     if isinstance(listed, list) and len(listed) == layers:
         kinds = tuple(_kind(str(t)) for t in listed)
         if set(kinds) == {"full"}:

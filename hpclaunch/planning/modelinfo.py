@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ModelInfo"]
+__all__ = ["ModelInfo", "RecurrentState"]
 
 # Bytes per parameter of each checkpoint dtype *as vLLM serves it*. float32 checkpoints are
 # cast to 16 bit by vLLM's default ``--dtype auto``, so they cost 2 bytes on the GPU too.
@@ -29,6 +29,38 @@ _DTYPE_BYTES: dict[str, float] = {
 # Llama-3.1-8B / Qwen3-8B are about 1.1-1.2 B/param.
 _QUANT_OVERHEAD: dict[int, float] = {4: 1.15, 8: 1.10}
 _QUANT_DEFAULT_BITS: dict[str, int] = {"awq": 4, "gptq": 4, "fp8": 8}
+
+
+@dataclass(frozen=True)
+class RecurrentState:
+    """The fixed state one recurrent layer (Mamba2, gated delta net) keeps per request.
+
+    vLLM's ``MambaStateShapeCalculator`` gives both kinds the same two tensors: a
+    convolution state of ``(heads x head_dim + 2 x groups x state) / TP`` channels by
+    ``conv_kernel - 1`` steps, and an SSM state of ``heads / TP x head_dim x state``. For a
+    gated delta net (Qwen3-Next, Qwen3.5) groups are the key heads and state the key head
+    dim; for Mamba2 (Nemotron-H) vLLM widens the groups to a multiple of TP.
+    """
+
+    kind: str  # "gdn" | "mamba2"
+    heads: int
+    head_dim: int
+    groups: int
+    state: int
+    conv_kernel: int
+    conv_bytes: int  # bytes per conv-state element (the model dtype under "auto")
+    ssm_bytes: int  # bytes per SSM-state element (float32 where the config asks)
+    chunk_size: int = 0  # Mamba2 SSD chunk ("chunk_size" / "mamba_chunk_size"); 0 unknown
+
+    def page_bytes(self, tp: int) -> int:
+        """Bytes of one layer's state on one GPU, vLLM's ``MambaSpec.page_size_bytes``."""
+        groups = self.groups
+        if self.kind == "mamba2" and groups % tp:
+            groups += tp - groups  # extra_groups_for_head_shards
+        conv_dim = self.heads * self.head_dim + 2 * groups * self.state
+        conv = conv_dim // tp * (self.conv_kernel - 1) * self.conv_bytes
+        ssm = self.heads // tp * self.head_dim * self.state * self.ssm_bytes
+        return conv + ssm
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,10 +99,11 @@ class ModelInfo:
     quant_bits
         Bits per quantized weight when known (AWQ/GPTQ are usually 4, FP8 is 8).
     layer_types
-        Attention kind of every decoder layer, ``full``, ``sliding``, ``chunked`` or
-        ``linear`` (a layer with recurrent state and no paged KV: Mamba, linear attention).
-        Empty means every layer is ``full`` (or ``sliding`` when ``sliding_window`` is set and
-        no list is given).
+        Attention kind of every decoder layer: ``full``, ``sliding``, ``chunked`` (Llama 4's
+        chunked local attention), ``linear`` (a layer with recurrent state and no paged KV:
+        Mamba, linear attention) or ``none`` (an MLP or MoE block with no cache, as in
+        Nemotron-H's pattern). Empty means every layer is ``full`` (or ``sliding`` when
+        ``sliding_window`` is set and no list is given).
     sliding_window
         Tokens a ``sliding`` layer attends to.
     attention_chunk_size
@@ -89,6 +122,9 @@ class ModelInfo:
     padded_experts
         ``(moe_layers, experts, hidden, intermediate)`` of MXFP4 experts, whose matrices vLLM
         pads per tensor-parallel shard (see :func:`hpclaunch.planning.weights.weights_per_gpu`).
+    recurrent
+        The state shape of the ``linear`` layers when vLLM's sizing of it is modelled
+        (gated delta nets, Nemotron-H's Mamba2); ``None`` otherwise.
     experts_per_token, moe_intermediate_size
         Routed experts per token and their intermediate size (0 for dense models): the MoE
         kernels' buffers in vLLM's profile run grow with them.
@@ -119,6 +155,7 @@ class ModelInfo:
     padded_experts: tuple[int, ...] = ()
     experts_per_token: int = 0
     moe_intermediate_size: int = 0
+    recurrent: RecurrentState | None = None
 
     @property
     def kinds(self) -> tuple[str, ...]:

@@ -39,6 +39,9 @@ class ServeSettings:
     # off for every connector; 0.33 only for those without HMA support, which is not told
     # apart here): sliding-window layers are then sized as full attention.
     hybrid_kv_cache_manager_off: bool = False
+    enable_prefix_caching: bool | None = None
+    mamba_cache_dtype: str = "auto"
+    mamba_ssm_cache_dtype: str = "auto"
 
 
 def _to_int(value: Any) -> int | None:
@@ -95,7 +98,20 @@ def settings_from_flags(argv: list[str] | tuple[str, ...], version: str) -> Serv
         hybrid_kv_cache_manager_off=any(
             args.get(k) not in (None, "", "None", False)
             for k in ("disable_hybrid_kv_cache_manager", "kv_transfer_config")),
+        enable_prefix_caching=_prefix_caching(args),
+        mamba_cache_dtype=str(args.get("mamba_cache_dtype") or "auto"),
+        mamba_ssm_cache_dtype=str(args.get("mamba_ssm_cache_dtype") or "auto"),
     )
+
+
+def _prefix_caching(args: dict[str, Any]) -> bool | None:
+    """``--[no-]enable-prefix-caching`` as given (the lenient reader keeps the ``no_`` key)."""
+    if args.get("no_enable_prefix_caching") is not None:
+        return False
+    value = args.get("enable_prefix_caching")
+    if value is None:
+        return None
+    return str(value).lower() not in ("false", "0", "no")
 
 
 def _lenient_args(argv: list[str]) -> dict[str, Any]:

@@ -196,7 +196,7 @@ def test_lines_show_every_figure_the_issue_asks_for() -> None:
         assert needle in text
 
 
-def test_recurrent_layers_are_refused_not_guessed() -> None:
+def test_recurrent_layers_of_an_unmodelled_family_are_refused_not_guessed() -> None:
     info = model_info("Qwen/Qwen3-4B")
     assert info is not None
     from dataclasses import replace

@@ -54,7 +54,9 @@ def replay_with(case_id: str, kv_cache_bytes: float, *,
     settings = ServeSettings(max_model_len=case["max_model_len"],
                              max_num_batched_tokens=case.get("max_num_batched_tokens"),
                              block_size=case.get("block_size", kv.DEFAULT_BLOCK_SIZE),
-                             kv_cache_dtype=case.get("kv_cache_dtype", "auto"))
+                             kv_cache_dtype=case.get("kv_cache_dtype", "auto"),
+                             enable_prefix_caching=case.get("enable_prefix_caching"),
+                             mamba_ssm_cache_dtype=case.get("mamba_ssm_cache_dtype", "auto"))
     return capacity(info(case["config"]), model_id=case["config"], tp=case["tp"],
                     pp=case["pp"], settings=settings, kv_cache_bytes=kv_cache_bytes,
                     version=version or case["vllm_version"])
@@ -73,7 +75,11 @@ def test_every_case_names_its_source_and_a_stored_config() -> None:
 
 @pytest.mark.parametrize("case_id", ["dense-qwen3-14b", "dense-qwen3-0.6b",
                                      "mxfp4-hybrid-gpt-oss-120b-tp2", "swa-gemma-3-1b-v013",
-                                     "swa-gemma-3-27b-vl-v011", "swa-medgemma-27b-fp8kv-v026"])
+                                     "swa-gemma-3-27b-vl-v011", "swa-medgemma-27b-fp8kv-v026",
+                                     "hybrid-gdn-qwen3.6-35b-a3b",
+                                     "hybrid-gdn-qwen3.6-35b-a3b-second-run",
+                                     "hybrid-mamba2-nemotron-3-nano-4b",
+                                     "hybrid-mamba2-nemotron-cascade-2-30b-a3b"])
 def test_tokens_and_concurrency_match_the_printed_lines(case_id: str) -> None:
     report, expect = replay(case_id)
     assert report.kv_tokens is not None and report.max_concurrency is not None
@@ -102,6 +108,35 @@ def test_sliding_window_layers_cost_only_their_window() -> None:
     assert report.kv_tokens == pytest.approx(131_024, rel=0.001)
     assert any("18 sliding, 18 full" in a or "18 full, 18 sliding" in a
                for a in report.assumptions)
+
+
+@pytest.mark.parametrize("case_id", ["hybrid-mamba2-nemotron-3-nano-4b",
+                                     "hybrid-mamba2-nemotron-cascade-2-30b-a3b"])
+def test_a_mamba2_hybrid_gets_vllms_block_size_padding_and_padding_layers(case_id: str) -> None:
+    # Nemotron-3-Nano-4B on vLLM 0.13: "Setting attention block size to 992 tokens",
+    # "Padding mamba page size by 0.35%", "Add 3 padding layers"; 4 attention and 21 Mamba
+    # layers in 7 groups of 4, one block per Mamba group, tokens = blocks // 7 x 992.
+    # Nemotron-Cascade-2-30B-A3B on 0.19.1: 4176 tokens, 0.19 %, 1 padding layer (6 + 23).
+    report, expect = replay(case_id)
+    assert report.block_size == expect["attention_block_size"]
+    text = "\n".join(report.assumptions)
+    assert f"padded by {expect['mamba_padding_pct']:.2f} %" in text
+    assert f"({expect['padding_layers']} padding layers)" in text
+    assert report.kv_tokens is not None and report.kv_tokens % report.block_size == 0
+
+
+def test_a_gated_delta_net_hybrid_holds_two_blocks_per_group_with_prefix_caching() -> None:
+    # Qwen3.6-35B-A3B on vLLM 0.24 with --enable-prefix-caching: 300 blocks of 10 layers x
+    # 2096 tokens; a 131,072-token request takes 63 attention blocks + 3 groups x 2 states.
+    report, expect = replay("hybrid-gdn-qwen3.6-35b-a3b")
+    assert report.block_size == 2096
+    assert any("a request of 131,072 tokens takes 69 blocks" in a for a in report.assumptions)
+    case = CASES["hybrid-gdn-qwen3.6-35b-a3b"]
+    without = capacity(info(case["config"]), model_id=case["config"],
+                       settings=ServeSettings(max_model_len=131072, kv_cache_dtype="fp8",
+                                              enable_prefix_caching=False),
+                       kv_cache_bytes=expect["available_kv_gib"] * GiB, version="0.24.0")
+    assert without.max_concurrency == pytest.approx(300 / 66)  # one state per group
 
 
 def test_v0_block_count_and_concurrency_match() -> None:
