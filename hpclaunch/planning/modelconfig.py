@@ -18,9 +18,7 @@ from typing import Any
 from hpclaunch.planning.modelinfo import ModelInfo, RecurrentState
 from hpclaunch.planning.weights import (
     quant_format,
-    ties_embeddings,
     vision_params,
-    vocab_size,
     weight_bytes,
 )
 
@@ -115,26 +113,14 @@ def _quantization(cfg: dict[str, Any]) -> tuple[str | None, int | None]:
     return method, int(bits) if isinstance(bits, (int, float)) else None
 
 
-def _estimate_params(text: dict[str, Any], cfg: dict[str, Any], hidden: int, heads: int,
-                     kv_heads: int, head_dim: int, layers: int) -> float:
-    """Parameter count from the architecture when no weight files tell us (gated MLP, GQA,
-    optional MoE experts, plus a ViT-style vision tower). Good to a few percent for dense
-    decoder-only models; it is only used to estimate weight memory."""
-    inter = int(_first(text, "intermediate_size", "ffn_hidden_size") or 4 * hidden)
-    attn = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2
-    experts = int(_first(text, "num_experts", "n_routed_experts", "num_local_experts") or 0)
-    if experts:
-        moe_inter = int(_first(text, "moe_intermediate_size") or inter)
-        shared = int(_first(text, "n_shared_experts", "num_shared_experts") or 0)
-        mlp = 3 * hidden * moe_inter * (experts + shared) + hidden * experts
-    else:
-        mlp = 3 * hidden * inter
-    vocab = vocab_size(text, cfg)
-    total = layers * (attn + mlp) + vocab * hidden * (1 if ties_embeddings(text, cfg) else 2)
+def _estimate_params(text: dict[str, Any], cfg: dict[str, Any], kinds: tuple[str, ...],
+                     recurrent: RecurrentState | None) -> float:
+    """Parameters in billions when no weight files tell us: the same count by tensor kind as
+    the weight bytes (:func:`~hpclaunch.planning.weights.weight_bytes`), at 2 B each."""
     vision = cfg.get("vision_config")
-    if isinstance(vision, dict):
-        total += vision_params(vision)
-    return total / 1e9
+    v_params = float(vision_params(vision)) if isinstance(vision, dict) else 0.0
+    count, _ = weight_bytes(text, quant_format({}), v_params, kinds=kinds, recurrent=recurrent)
+    return count / 2 / 1e9
 
 
 def _weights_size(directory: Path) -> int | None:
@@ -238,12 +224,13 @@ def info_from_config(cfg: dict[str, Any], model_id: str,
         sliding_window_or_hybrid=_is_hybrid(model_type, text),
     )
     reasoning = _is_reasoning(family, model_id)
+    kinds, window = layer_kinds(model_type, text, layers)
+    recurrent = recurrent_state(model_type, text, dtype)
     if weights_bytes:
         params_b = weights_bytes / info.bytes_per_param / 1e9
     else:
-        params_b = _estimate_params(text, cfg, hidden, heads, kv_heads, head_dim, layers)
-    kinds, window = layer_kinds(model_type, text, layers)
-    known, note = _known_weights(text, cfg, weights_bytes)
+        params_b = _estimate_params(text, cfg, kinds, recurrent)
+    known, note = _known_weights(text, cfg, weights_bytes, kinds, recurrent)
     experts = int(_first(text, "num_local_experts", "n_routed_experts", "num_experts") or 0)
     padded: tuple[int, ...] = ()
     if quant == "mxfp4" and experts:
@@ -252,7 +239,7 @@ def info_from_config(cfg: dict[str, Any], model_id: str,
                   moe_inter)
     mla = text.get("kv_lora_rank")
     return replace(info, params_b=round(params_b, 3), reasoning=reasoning,
-                   recurrent=recurrent_state(model_type, text, dtype),
+                   recurrent=recurrent,
                    reasoning_parser=_PARSERS.get(family) if reasoning else None,
                    layer_types=kinds, sliding_window=window,
                    attention_chunk_size=(int(text["attention_chunk_size"])
@@ -266,8 +253,9 @@ def info_from_config(cfg: dict[str, Any], model_id: str,
                                                     "intermediate_size") or 0) if experts else 0)
 
 
-def _known_weights(text: dict[str, Any], cfg: dict[str, Any],
-                   on_disk: int | None) -> tuple[int | None, str]:
+def _known_weights(text: dict[str, Any], cfg: dict[str, Any], on_disk: int | None,
+                   kinds: tuple[str, ...] = (), recurrent: RecurrentState | None = None,
+                   ) -> tuple[int | None, str]:
     """Weight bytes per tensor kind (:mod:`hpclaunch.planning.weights`); the files' own size
     when the config cannot be counted."""
     vision = cfg.get("vision_config")
@@ -276,7 +264,7 @@ def _known_weights(text: dict[str, Any], cfg: dict[str, Any],
     if on_disk and fmt.name != "mxfp4":  # MXFP4 experts are padded on load; the files are not
         return on_disk, f"{on_disk / (1 << 30):.2f} GiB, the size of the weight files"
     try:
-        return weight_bytes(text, fmt, v_params)
+        return weight_bytes(text, fmt, v_params, kinds=kinds, recurrent=recurrent)
     except (TypeError, ValueError):
         return (on_disk, "size of the weight files") if on_disk else (None, "")
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hpclaunch.planning.hybridweights import layer_counts, recurrent_params
+
 if TYPE_CHECKING:
-    from hpclaunch.planning.modelinfo import ModelInfo
+    from hpclaunch.planning.modelinfo import ModelInfo, RecurrentState
 
 __all__ = ["MXFP4_BYTES", "QuantFormat", "mxfp4_expert_bytes", "quant_format", "uses_marlin",
            "vision_params", "weight_bytes", "weights_per_gpu"]
@@ -129,10 +131,10 @@ def vision_params(vision: dict[str, Any]) -> int:
 
 
 # What transformers' config class assumes when config.json leaves a key out (vLLM loads the
-# config through it): Gemma ties the output head to the embeddings, and Gemma 3's vocabulary
-# is 262,208 tokens. Released Gemma 3 config.json files omit both.
+# config through it): Gemma ties the output head to the embeddings, Gemma 3's vocabulary is
+# 262,208 tokens (released Gemma 3 config.json files omit both), Nemotron-H's 131,072.
 _TIED_BY_DEFAULT = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
-_VOCAB_BY_DEFAULT = {"gemma3": 262_208, "gemma3_text": 262_208}
+_VOCAB_BY_DEFAULT = {"gemma3": 262_208, "gemma3_text": 262_208, "nemotron_h": 131_072}
 
 
 def ties_embeddings(text: dict[str, Any], cfg: dict[str, Any] | None = None) -> bool:
@@ -150,12 +152,16 @@ def vocab_size(text: dict[str, Any], cfg: dict[str, Any] | None = None) -> int:
     return _VOCAB_BY_DEFAULT.get(str(text.get("model_type") or ""), 32000)
 
 
-def weight_bytes(text: dict[str, Any], fmt: QuantFormat, vision_params: float = 0.0
+def weight_bytes(text: dict[str, Any], fmt: QuantFormat, vision_params: float = 0.0, *,
+                 kinds: tuple[str, ...] = (), recurrent: RecurrentState | None = None,
                  ) -> tuple[int, str]:
     """Bytes of a decoder (plus ``vision_params`` 16-bit vision parameters) and how they split.
 
-    ``text`` is the language model's config (``text_config`` merged over the top level).
-    Raises ``ValueError`` when the config lacks the sizes the count needs.
+    ``text`` is the language model's config (``text_config`` merged over the top level);
+    ``kinds`` and ``recurrent`` (the planner's layer kinds and recurrent state shape) say
+    which layers of a hybrid hold attention, a recurrent mixer or an MLP
+    (:mod:`hpclaunch.planning.hybridweights`). Raises ``ValueError`` when the config lacks
+    the sizes the count needs.
     """
     hidden = int(_first(text, "hidden_size", "n_embd", "d_model"))
     layers = int(_first(text, "num_hidden_layers", "n_layer", "num_layers"))
@@ -174,35 +180,40 @@ def weight_bytes(text: dict[str, Any], fmt: QuantFormat, vision_params: float = 
             hidden * heads * (nope + rope)
         attn = q + hidden * (lora + rope) + lora * heads * (nope + v_dim) + heads * v_dim * hidden
     else:
-        attn = hidden * head_dim * (2 * heads + 2 * kv_heads)
+        # Qwen3-Next / Qwen3.5 gate attention's output: q_proj is twice as wide
+        gate = 2 if str(text.get("model_type", "")).startswith(("qwen3_next", "qwen3_5")) else 1
+        attn = hidden * head_dim * ((1 + gate) * heads + 2 * kv_heads)
     experts = int(_first(text, "num_local_experts", "n_routed_experts", "num_experts") or 0)
     moe_inter = int(_first(text, "moe_intermediate_size") or inter)
-    dense_layers = layers
+    counts = layer_counts(text, layers, kinds, layers - int(
+        _first(text, "first_k_dense_replace") or 0) if experts else 0)
+    mats = counts.mlp_matrices
     expert_params = shared = router = 0
     if experts:
-        dense_layers = int(_first(text, "first_k_dense_replace") or 0)
-        moe_layers = layers - dense_layers
+        moe_layers = counts.moe
         e_hidden, e_inter = hidden, moe_inter
         if fmt.name == "mxfp4":  # vLLM's MoE kernels pad the expert matrices
             e_hidden, e_inter = _round_up(hidden, 256), _round_up(moe_inter, 128)
-        expert_params = moe_layers * experts * 3 * e_hidden * e_inter
+        expert_params = moe_layers * experts * mats * e_hidden * e_inter
         n_shared = int(_first(text, "n_shared_experts", "num_shared_experts") or 0)
-        shared_inter = int(_first(text, "shared_expert_intermediate_size") or 0)
-        shared = moe_layers * 3 * hidden * (shared_inter or n_shared * moe_inter)
+        shared_inter = int(_first(text, "shared_expert_intermediate_size",
+                                  "moe_shared_expert_intermediate_size") or 0)
+        shared = moe_layers * mats * hidden * (shared_inter or n_shared * moe_inter)
         router = moe_layers * hidden * experts
-    dense = dense_layers * 3 * hidden * inter
+    dense = counts.dense_mlp * mats * hidden * inter
+    mixers = counts.recurrent * recurrent_params(hidden, recurrent) if recurrent else 0
     embed = vocab * hidden * (1 if ties_embeddings(text) else 2)
     qb = fmt.bytes_per_param
     linear_q = qb if not fmt.experts_only else 2.0
-    total = (expert_params * qb + (layers * attn + dense + shared) * linear_q
-             + (router + embed + vision_params) * 2.0)
+    linear = counts.attention * attn + mixers + dense + shared
+    total = expert_params * qb + linear * linear_q + (router + embed + vision_params) * 2.0
     gib = 1 << 30
     note = (f"{expert_params / 1e9:.2f} B expert params x {qb:.4g} B, "
-            f"{(layers * attn + dense + shared) / 1e9:.2f} B attention/dense/shared x "
+            f"{linear / 1e9:.2f} B attention/dense/shared x "
             f"{linear_q:.4g} B, {(router + embed + vision_params) / 1e9:.2f} B embeddings/"
             f"lm_head/routers/vision x 2 B = {total / gib:.2f} GiB")
     if not experts:
-        note = (f"{(layers * attn + dense) / 1e9:.2f} B linear params x {linear_q:.4g} B "
+        note = (f"{linear / 1e9:.2f} B linear params x {linear_q:.4g} B "
                 f"({fmt.describe()}), {(embed + vision_params) / 1e9:.2f} B embeddings/"
                 f"lm_head/vision x 2 B = {total / gib:.2f} GiB")
     return int(total), note

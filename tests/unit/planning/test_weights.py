@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from hpclaunch.planning.hybridweights import recurrent_params
+from hpclaunch.planning.modelconfig import info_from_config
+from hpclaunch.planning.modelinfo import ModelInfo, RecurrentState
 from hpclaunch.planning.weights import mxfp4_expert_bytes, quant_format, vision_params, weight_bytes
 
 CONFIGS = Path(__file__).resolve().parents[2] / "data" / "planner" / "configs"
@@ -94,3 +97,36 @@ def test_a_qwen_vl_vision_tower_counts_its_patch_mergers_and_position_table() ->
 def test_a_vision_tower_without_merger_keys_is_its_blocks() -> None:
     vision = {"depth": 24, "hidden_size": 1024, "intermediate_size": 4096}
     assert vision_params(vision) == 24 * (4 * 1024 * 1024 + 2 * 1024 * 4096)
+
+
+def _stored(name: str) -> ModelInfo:
+    path = Path(__file__).resolve().parents[2] / "data" / "planner" / "configs" / f"{name}.json"
+    cfg = json.loads(path.read_text())
+    return info_from_config(cfg, cfg["_model_id"])
+
+
+@pytest.mark.parametrize(("config", "low", "high"), [
+    ("nemotron-3-nano-4b", 3.8, 4.2),          # 21 Mamba2, 4 attention, 17 MLP blocks
+    ("nemotron-3-nano-30b-a3b", 30.0, 33.0),   # 23 Mamba2, 6 attention, 23 MoE blocks
+    ("qwen3.6-35b-a3b", 33.0, 36.0),           # 30 gated delta nets, 10 gated attention
+])
+def test_a_hybrid_counts_each_block_once_as_what_it_is(config: str, low: float,
+                                                       high: float) -> None:
+    # Counting every layer as attention + MLP made Nemotron-3-Nano-30B-A3B a 101 B model
+    # and the 4B one 7.4 B; each Nemotron-H block is one mixer, attention, MLP or MoE.
+    info = _stored(config)
+    assert low <= info.params_b <= high
+    assert info.weight_bytes == pytest.approx(info.params_b * 1e9 * 2, rel=0.01)
+
+
+def test_mamba2_and_gated_delta_net_mixers_count_their_projections() -> None:
+    mamba = RecurrentState(kind="mamba2", heads=96, head_dim=80, groups=8, state=128,
+                           conv_kernel=4, conv_bytes=2, ssm_bytes=4)
+    # in_proj to z, x (2 x 7680), B, C (2 x 8 x 128), dt (96); out_proj 7680 x hidden
+    assert recurrent_params(3136, mamba) == (3136 * (2 * 7680 + 2048 + 96) + 9728 * 4
+                                             + 7680 * 3136 + 3 * 96 + 7680)
+    gdn = RecurrentState(kind="gdn", heads=32, head_dim=128, groups=16, state=128,
+                         conv_kernel=4, conv_bytes=2, ssm_bytes=4)
+    # in_proj_qkvz: q, k (2 x 2048), v, z (2 x 4096); in_proj_ba: 2 x 32; out_proj 4096 x h
+    assert recurrent_params(2048, gdn) == (2048 * 12288 + 2048 * 64 + 8192 * 4
+                                           + 4096 * 2048 + 64 + 128)
