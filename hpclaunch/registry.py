@@ -265,6 +265,22 @@ class Registry:
             rec.updated = time.time()
             return rec
 
+    def end_unqueued(self, name: str, reason: str) -> Record | None:
+        """End ``name`` only while its submit has not recorded a job (None otherwise).
+
+        ``stop`` reads the entry, then ends it; a submit recording its job id between the
+        two would have that job orphaned by a blind update. Under the lock, either the entry
+        ends with no job (and the submit cancels what it queues: :meth:`claimed` refuses a
+        final entry), or the job id is there and ``stop`` cancels it.
+        """
+        with self.transaction() as records:
+            rec = records.get(name)
+            if rec is None or rec.final or rec.job_id:
+                return None
+            rec.state, rec.reason = ENDED, reason
+            rec.ended = rec.updated = time.time()
+            return rec
+
     def release(self, name: str, submission: str, previous: Record | None) -> bool:
         """Undo :meth:`reserve` of a submission that queued nothing; True if undone.
 

@@ -241,17 +241,23 @@ def stop(name: str, *, registry: Registry | None = None) -> Record:
     rec = registry.get(name)
     if rec.final:
         return rec
-    if rec.job_id:
-        profile = profile_of(rec, load_profiles())
-        transport = transport_for(profile)
-        try:
-            scheduler_for(profile, transport).cancel(rec.job_id)
-        finally:
-            transport.close()
-    # Without a job id its submit is still running: ENDED makes that submit cancel the
-    # job it queues (Registry.claimed refuses a final entry).
-    updated = registry.update(name, state=ENDED, reason="stopped by hpclaunch stop",
-                              ended=time.time())
+    reason = "stopped by hpclaunch stop"
+    if not rec.job_id:
+        # Its submit is still running: ENDED makes that submit cancel the job it queues
+        # (Registry.claimed refuses a final entry) - unless the job id landed meanwhile.
+        ended = registry.end_unqueued(name, reason)
+        if ended is not None:
+            return ended
+        rec = registry.get(name)
+        if rec.final:
+            return rec
+    profile = profile_of(rec, load_profiles())
+    transport = transport_for(profile)
+    try:
+        scheduler_for(profile, transport).cancel(rec.job_id)
+    finally:
+        transport.close()
+    updated = registry.update(name, state=ENDED, reason=reason, ended=time.time())
     return updated or rec
 
 

@@ -157,6 +157,18 @@ def test_claimed_refuses_a_stopped_or_replaced_reservation(tmp_path: Path) -> No
     assert reg.claimed("n", "other", job_id="77") is None
 
 
+def test_stop_ends_a_reservation_only_while_it_has_no_job(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "registry.json")
+    reg.reserve(reservation("n", "s1"))
+    ended = reg.end_unqueued("n", "stopped")
+    assert ended is not None and ended.state == ENDED and ended.reason == "stopped"
+    assert reg.claimed("n", "s1", job_id="77") is None  # so its submit cancels the job
+    reg.reserve(reservation("m", "s2"))
+    reg.claimed("m", "s2", job_id="78")  # the job id landed first: stop must cancel it
+    assert reg.end_unqueued("m", "stopped") is None
+    assert reg.get("m").state != ENDED and reg.get("m").job_id == "78"
+
+
 def test_an_unwritable_registry_is_one_user_error(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "registry.json")
     (tmp_path / "registry.json.lock").mkdir()
