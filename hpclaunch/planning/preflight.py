@@ -282,6 +282,10 @@ def check_max_num_seqs(ctx: Context) -> list[Problem]:
     own), so the flag is compared with one engine's capacity; the guide's rule
     (capacity x DP) is the same total, quoted alongside."""
     r, s = ctx.report, ctx.settings
+    refusal = next((n for n in r.notes if "will refuse to start" in n), None)
+    if ctx.hardware and refusal:  # a hybrid: one Mamba block per decoding sequence
+        return [Problem(WARNING, "max-num-seqs", f"{refusal} (from {r.kv_cache_source} KV "
+                        "memory; re-plan with the logged --kv-cache-gib)")]
     if not ctx.hardware or s.max_num_seqs is None or r.per_engine_max_num_seqs is None \
             or r.max_concurrency is None or r.max_concurrency < 1:
         return []

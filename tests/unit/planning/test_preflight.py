@@ -208,3 +208,28 @@ def test_a_context_below_one_request_is_refused_with_vllms_longest_length() -> N
     [kv_fit] = [p for p in problems if p.check == "kv-fit"]
     assert kv_fit.level == ERROR and "max-model-len=" in kv_fit.message
     assert "max-model-len=0" not in kv_fit.message
+
+
+def test_a_hybrid_with_more_sequences_than_mamba_blocks_is_warned_with_the_fix(
+        tmp_path: Any) -> None:
+    # Nemotron-3-Nano-30B-A3B (Mamba2 hybrid) on one H100: ~880 blocks at 131,072 tokens.
+    # With FULL CUDA graphs vLLM (0.20+) refuses to start when --max-num-seqs exceeds them.
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "data" / "planner" / "configs"
+    cfg = json.loads((data / "nemotron-3-nano-30b-a3b.json").read_text())
+    model = tmp_path / "nemotron"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(cfg))
+    sets = {"max-model-len": 131072}
+    fine = Case(str(model), sets={**sets, "max-num-seqs": 11}).run()
+    assert not [p for p in fine if p.check == "max-num-seqs"]
+    many = Case(str(model), sets={**sets, "max-num-seqs": 512}).run()  # waits, but starts
+    assert not [p for p in many if "refuse to start" in p.message]
+    hit = [p for p in Case(str(model), sets={**sets, "max-num-seqs": 2048}).run()
+           if p.check == "max-num-seqs"]
+    assert [p.level for p in hit] == [WARNING]
+    assert "refuse to start" in hit[0].message and "--max-num-seqs" in hit[0].message
+    eager = Case(str(model), sets={**sets, "max-num-seqs": 2048, "enforce-eager": True}).run()
+    assert not [p for p in eager if "refuse to start" in p.message]
