@@ -266,13 +266,9 @@ class Registry:
             return rec
 
     def end_unqueued(self, name: str, reason: str) -> Record | None:
-        """End ``name`` only while its submit has not recorded a job (None otherwise).
-
-        ``stop`` reads the entry, then ends it; a submit recording its job id between the
-        two would have that job orphaned by a blind update. Under the lock, either the entry
-        ends with no job (and the submit cancels what it queues: :meth:`claimed` refuses a
-        final entry), or the job id is there and ``stop`` cancels it.
-        """
+        """End ``name`` only while its submit has recorded no job (else None: ``stop`` then
+        cancels that job). A blind update after reading "no job yet" orphaned a job recorded
+        in between; ended here, the submit cancels what it queues (:meth:`claimed`)."""
         with self.transaction() as records:
             rec = records.get(name)
             if rec is None or rec.final or rec.job_id:
