@@ -280,12 +280,12 @@ class Registry:
     def release(self, name: str, submission: str, previous: Record | None) -> bool:
         """Undo :meth:`reserve` of a submission that queued nothing; True if undone.
 
-        An entry that has its job id already is kept whatever happens next: a job
-        the registry knows is a job ``stop`` can reach.
+        An entry with a job id is kept (a job the registry knows is one ``stop`` can reach),
+        and so is one ``stop`` ended meanwhile: that stop is what happened to the name.
         """
         with self.transaction() as records:
             rec = records.get(name)
-            if rec is None or rec.submission != submission or rec.job_id:
+            if rec is None or rec.submission != submission or rec.job_id or rec.final:
                 return False
             if previous is None:
                 del records[name]

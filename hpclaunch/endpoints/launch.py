@@ -162,8 +162,11 @@ def _queue(record: Record, script: str, backend: Any, transport: Any,
             done = registry.claimed(record.name, record.submission, job_id=job_id,
                                     reason="submitted")
             if done is None:
-                raise UserError(f"endpoint {record.name!r} was removed from the registry "
-                                "while its job was being queued")
+                now = registry.load().get(record.name)
+                what = ("stopped (hpclaunch stop)" if now is not None and now.final
+                        and now.submission == record.submission else "removed from the registry")
+                raise UserError(f"endpoint {record.name!r} was {what} while its job was "
+                                "being queued")
         except BaseException as exc:
             raise UserError(_orphan_message(job_id, exc, backend)) from exc
     return done

@@ -167,6 +167,8 @@ def test_stop_ends_a_reservation_only_while_it_has_no_job(tmp_path: Path) -> Non
     reg.claimed("m", "s2", job_id="78")  # the job id landed first: stop must cancel it
     assert reg.end_unqueued("m", "stopped") is None
     assert reg.get("m").state != ENDED and reg.get("m").job_id == "78"
+    assert reg.release("n", "s1", None) is False  # the failed submit keeps the stop
+    assert reg.get("n").state == ENDED and reg.get("n").reason == "stopped"
 
 
 def test_an_unwritable_registry_is_one_user_error(tmp_path: Path) -> None:

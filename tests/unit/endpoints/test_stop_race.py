@@ -69,6 +69,45 @@ def test_a_stop_before_the_job_exists_leaves_the_cancel_to_the_submit(
     assert reg.claimed("n", "s1", job_id="4242") is None  # the submit is told to cancel
 
 
+class _Backend:
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+
+    def submit(self, script: str) -> str:
+        return "4243"
+
+    def cancel(self, job_id: str) -> None:
+        self.cancelled.append(job_id)
+
+
+class _Files:
+    def makedirs(self, path: str) -> None:
+        pass
+
+    def write_file(self, path: str, data: bytes, mode: int) -> None:
+        pass
+
+
+def test_a_submit_stopped_before_its_job_is_recorded_cancels_it_and_says_stopped(
+        tmp_path: Path) -> None:
+    from hpclaunch.endpoints.launch import _queue
+    from hpclaunch.errors import UserError
+
+    reg = Registry(tmp_path / "registry.json")
+    rec = reservation("n")
+    rec.results_dir, rec.script_path = str(tmp_path), str(tmp_path / "n.sh")
+    reg.reserve(rec)
+    lifecycle.stop("n", registry=reg)  # lands before the job id: the entry ends unqueued
+    backend = _Backend()
+    with pytest.raises(UserError) as err:
+        _queue(rec, "#!/bin/bash\n", backend, _Files(), reg)
+    assert backend.cancelled == ["4243"]
+    assert "was stopped (hpclaunch stop) while its job was being queued" in str(err.value)
+    assert "it was cancelled" in str(err.value)
+    assert reg.release("n", "s1", None) is False  # what submit does next: the stop stays
+    assert reg.get("n").state == ENDED
+
+
 def test_stopping_a_queued_job_cancels_it(tmp_path: Path, fakes: list[str]) -> None:
     reg = Registry(tmp_path / "registry.json")
     reg.reserve(reservation("n"))
