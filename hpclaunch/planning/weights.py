@@ -137,19 +137,16 @@ _TIED_BY_DEFAULT = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
 _VOCAB_BY_DEFAULT = {"gemma3": 262_208, "gemma3_text": 262_208, "nemotron_h": 131_072}
 
 
-def ties_embeddings(text: dict[str, Any], cfg: dict[str, Any] | None = None) -> bool:
+def ties_embeddings(text: dict[str, Any]) -> bool:
     """Whether ``lm_head`` shares the embedding matrix (it is then loaded once)."""
-    for source in (text, cfg or {}):
-        if source.get("tie_word_embeddings") is not None:
-            return bool(source["tie_word_embeddings"])
+    if text.get("tie_word_embeddings") is not None:
+        return bool(text["tie_word_embeddings"])
     return str(text.get("model_type") or "") in _TIED_BY_DEFAULT
 
 
-def vocab_size(text: dict[str, Any], cfg: dict[str, Any] | None = None) -> int:
-    for source in (text, cfg or {}):
-        if source.get("vocab_size"):
-            return int(source["vocab_size"])
-    return _VOCAB_BY_DEFAULT.get(str(text.get("model_type") or ""), 32000)
+def vocab_size(text: dict[str, Any]) -> int:
+    return int(text.get("vocab_size") or
+               _VOCAB_BY_DEFAULT.get(str(text.get("model_type") or ""), 32000))
 
 
 def weight_bytes(text: dict[str, Any], fmt: QuantFormat, vision_params: float = 0.0, *,
